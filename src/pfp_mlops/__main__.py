@@ -1,0 +1,3 @@
+from pfp_mlops.cli.app import main
+
+main()

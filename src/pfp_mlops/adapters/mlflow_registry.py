@@ -1,0 +1,304 @@
+"""MLflow tracking + Model Registry adapter. The only module that says `except MlflowException`.
+
+Version numbers are ints here whatever the store returns (SQLite gives int, REST gives str).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pfp_mlops.domain.errors import ConcurrentPromotion, InfraError, NotFoundError, PfpError, UserError
+from pfp_mlops.domain.models import ModelVersionInfo
+from pfp_mlops.settings import Settings
+
+T = TypeVar("T")
+LEDGER_ACTION_TAG = "pfp.action"
+
+
+def export_connection_env(settings: Settings) -> None:
+    """MLflow and boto3 read credentials from os.environ; settings may come from `.env`, so export them."""
+    pairs = {
+        "MLFLOW_TRACKING_URI": settings.tracking_uri(),
+        "MLFLOW_S3_ENDPOINT_URL": settings.mlflow_s3_endpoint_url,
+        "AWS_ACCESS_KEY_ID": settings.aws_access_key_id,
+        "AWS_SECRET_ACCESS_KEY": settings.aws_secret_access_key.get_secret_value()
+        if settings.aws_secret_access_key else None,
+        "MLFLOW_TRACKING_USERNAME": settings.mlflow_tracking_username,
+        "MLFLOW_TRACKING_PASSWORD": settings.mlflow_tracking_password.get_secret_value()
+        if settings.mlflow_tracking_password else None,
+    }
+    for k, v in pairs.items():
+        if v:
+            os.environ[k] = v
+
+
+def _translate(fn: Callable[..., T]) -> Callable[..., T]:
+    """Turn MLflow, HTTP and database errors into pfp's own."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        with translate_errors():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@contextlib.contextmanager
+def translate_errors() -> Iterator[None]:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except PfpError:
+        raise
+    except MlflowException as e:
+        code = getattr(e, "error_code", "")
+        msg = str(e.message if hasattr(e, "message") else e).splitlines()[0][:300]
+        if code == "RESOURCE_DOES_NOT_EXIST":
+            raise NotFoundError(msg) from None
+        if code in ("INVALID_PARAMETER_VALUE", "INVALID_STATE", "RESOURCE_ALREADY_EXISTS", "BAD_REQUEST"):
+            raise UserError(msg) from None
+        if _looks_unreachable(msg) or code in ("TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR", "ENDPOINT_NOT_FOUND"):
+            raise InfraError(f"MLflow unreachable or failing at {_uri()}: {msg}") from None
+        raise InfraError(f"MLflow error ({code or 'unknown'}): {msg}") from None
+    except (ConnectionError, TimeoutError, OSError) as e:
+        raise InfraError(f"MLflow unreachable at {_uri()}: {e.__class__.__name__}: {str(e)[:200]}") from None
+    except Exception as e:  # requests / sqlalchemy / botocore errors without importing them eagerly
+        name = type(e).__module__ + "." + type(e).__name__
+        if any(k in name for k in ("requests", "urllib3", "sqlalchemy", "botocore", "boto3", "psycopg")):
+            raise InfraError(f"storage unreachable or failing ({type(e).__name__}): {str(e).splitlines()[0][:200]}") from None
+        raise
+
+
+def _looks_unreachable(msg: str) -> bool:
+    m = msg.lower()
+    return any(k in m for k in ("max retries", "connection refused", "failed to establish", "timed out",
+                                "name or service not known", "503", "502", "504", "api request to endpoint"))
+
+
+def _uri() -> str:
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    if "@" in uri:  # never print credentials embedded in a URI
+        scheme, _, rest = uri.partition("://")
+        uri = f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return uri
+
+
+class Registry:
+    """Tracking runs, registered models, aliases, tags and the lifecycle ledger on one MLflow store."""
+
+    def __init__(self, settings: Settings, *, staging_alias: str = "staging", production_alias: str = "production",
+                 lifecycle_experiment: str = "pfp-lifecycle") -> None:
+        export_connection_env(settings)
+        import mlflow
+        from mlflow import MlflowClient
+
+        self.settings = settings
+        self.uri = settings.tracking_uri()
+        if settings.is_embedded():
+            settings.resolved_home().mkdir(parents=True, exist_ok=True)
+        mlflow.set_tracking_uri(self.uri)
+        mlflow.set_registry_uri(self.uri)
+        self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        self.staging_alias = staging_alias
+        self.production_alias = production_alias
+        self.lifecycle_experiment = lifecycle_experiment
+
+    # --- experiments and runs ---
+    @_translate
+    def experiment_id(self, name: str) -> str:
+        exp = self.client.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        loc = self.settings.artifact_root()
+        try:
+            return self.client.create_experiment(name, artifact_location=f"{loc}/{name}" if loc else None)
+        except Exception:
+            exp = self.client.get_experiment_by_name(name)  # created concurrently
+            if exp is None:
+                raise
+            return exp.experiment_id
+
+    @_translate
+    def ping(self) -> None:
+        self.client.search_experiments(max_results=1)
+
+    # --- registered models ---
+    @_translate
+    def ensure_model(self, name: str) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_registered_model(name)
+        except MlflowException as e:
+            if getattr(e, "error_code", "") != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            try:
+                self.client.create_registered_model(name, description="Managed by pfp-mlops")
+            except MlflowException as e2:
+                if getattr(e2, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
+                    raise
+
+    @_translate
+    def model_exists(self, name: str) -> bool:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_registered_model(name)
+            return True
+        except MlflowException as e:
+            if getattr(e, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
+                return False
+            raise
+
+    @_translate
+    def register(self, name: str, model_uri: str, run_id: str | None, tags: dict[str, str]) -> int:
+        self.ensure_model(name)
+        mv = self.client.create_model_version(name, model_uri, run_id=run_id, tags=tags)
+        version = int(mv.version)
+        for _ in range(60):  # file/SQL stores are READY at once; a server may copy artifacts first
+            status = self.client.get_model_version(name, str(version)).status
+            if status == "READY":
+                break
+            if status == "FAILED_REGISTRATION":
+                raise UserError(f"registration of {name} v{version} failed in MLflow")
+            time.sleep(0.5)
+        return version
+
+    @_translate
+    def version(self, name: str, version: int | str) -> ModelVersionInfo:
+        v = _as_version(version)
+        mv = self.client.get_model_version(name, str(v))
+        return _info(mv)
+
+    @_translate
+    def versions(self, name: str) -> list[ModelVersionInfo]:
+        if not self.model_exists(name):
+            raise NotFoundError(f"registered model {name!r} not found in {_safe(self.uri)}")
+        rm = self.client.get_registered_model(name)
+        aliases: dict[int, list[str]] = {}
+        for alias, v in (rm.aliases or {}).items():
+            aliases.setdefault(int(v), []).append(alias)
+        out = []
+        for mv in self.client.search_model_versions(f"name = '{name}'", max_results=10000):
+            info = _info(mv)
+            out.append(ModelVersionInfo(info.name, info.version, info.stage, sorted(aliases.get(info.version, [])),
+                                        info.tags, info.run_id, info.source))
+        return sorted(out, key=lambda i: i.version)
+
+    @_translate
+    def alias_version(self, name: str, alias: str) -> int | None:
+        if not self.model_exists(name):
+            return None
+        rm = self.client.get_registered_model(name)
+        v = (rm.aliases or {}).get(alias)
+        return int(v) if v is not None else None
+
+    @_translate
+    def set_tags(self, name: str, version: int, tags: dict[str, Any]) -> None:
+        for k, v in tags.items():
+            self.client.set_model_version_tag(name, str(version), k, _tag_value(v))
+
+    @_translate
+    def move_alias(self, name: str, alias: str, version: int | None, *, expected: int | None) -> None:
+        """Point `alias` at `version` (None deletes it) only if it still points at `expected` (compare-and-set)."""
+        current = self.alias_version(name, alias)
+        if current != expected:
+            raise ConcurrentPromotion(
+                f"alias {alias!r} of {name} moved to {current} since the decision (expected {expected}); "
+                f"nothing changed, run again"
+            )
+        if version is None:
+            self.client.delete_registered_model_alias(name, alias)
+        else:
+            self.client.set_registered_model_alias(name, alias, str(version))
+
+    # --- artifacts ---
+    @_translate
+    def download(self, uri: str, dst: Path) -> Path:
+        import mlflow
+
+        dst.mkdir(parents=True, exist_ok=True)
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
+
+    # --- ledger ---
+    @_translate
+    def append_ledger(self, entry: dict[str, Any]) -> str:
+        """One MLflow run per lifecycle action in the lifecycle experiment; returns the run id."""
+        exp = self.experiment_id(self.lifecycle_experiment)
+        tags = {f"pfp.{k}": _tag_value(v) for k, v in entry.items() if k not in ("metrics",) and v is not None}
+        tags[LEDGER_ACTION_TAG] = str(entry["action"])
+        tags["mlflow.runName"] = f"{entry['action']}:{entry.get('model')}:{entry.get('to_version')}"
+        run = self.client.create_run(exp, tags=tags)
+        metrics = {k: float(v) for k, v in (entry.get("metrics") or {}).items()
+                   if isinstance(v, int | float) and v == v}
+        ts = int(time.time() * 1000)
+        from mlflow.entities import Metric
+
+        if metrics:
+            self.client.log_batch(run.info.run_id, metrics=[Metric(k, v, ts, 0) for k, v in metrics.items()])
+        self.client.set_terminated(run.info.run_id, "FINISHED")
+        return run.info.run_id
+
+    @_translate
+    def ledger(self, model: str, limit: int = 1000) -> list[dict[str, Any]]:
+        """Lifecycle entries for one model, oldest first."""
+        exp = self.client.get_experiment_by_name(self.lifecycle_experiment)
+        if exp is None:
+            return []
+        runs = self.client.search_runs(
+            [exp.experiment_id], filter_string=f"tags.`pfp.model` = '{model}'", max_results=limit,
+            order_by=["attributes.start_time DESC"],
+        )
+        out = []
+        for r in runs:
+            e: dict[str, Any] = {k[4:]: v for k, v in r.data.tags.items() if k.startswith("pfp.")}
+            e["run_id"] = r.info.run_id
+            e["start_time"] = r.info.start_time
+            e["metrics"] = dict(r.data.metrics)
+            out.append(e)
+        out.sort(key=lambda e: (e["start_time"], e.get("seq", "")))
+        return out
+
+
+def _as_version(v: int | str) -> int:
+    try:
+        n = int(str(v))
+    except ValueError:
+        raise UserError(f"model version must be a positive integer (got {v!r})") from None
+    if n < 1:
+        raise UserError(f"model version must be a positive integer (got {v!r})")
+    return n
+
+
+def _tag_value(v: Any) -> str:
+    if isinstance(v, str):
+        return v[:5000]
+    return json.dumps(v, default=str)[:5000]
+
+
+def _info(mv: Any) -> ModelVersionInfo:
+    tags = dict(mv.tags or {})
+    return ModelVersionInfo(
+        name=mv.name,
+        version=int(mv.version),
+        stage=tags.get("stage"),
+        aliases=sorted(getattr(mv, "aliases", None) or []),
+        tags=tags,
+        run_id=mv.run_id,
+        source=mv.source,
+    )
+
+
+def _safe(uri: str) -> str:
+    if "@" in uri:
+        scheme, _, rest = uri.partition("://")
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return uri

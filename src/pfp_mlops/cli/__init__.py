@@ -1,0 +1,1 @@
+"""Typer command layer: parse → call a service → render. Commands never call each other."""

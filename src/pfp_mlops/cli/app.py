@@ -1,0 +1,44 @@
+"""The `pfp` entry point. Only typer is imported here: `pfp --help` must stay instant."""
+
+from __future__ import annotations
+
+import typer
+
+from pfp_mlops.cli.commands import (
+    demo_data,
+    promote,
+    register,
+    rollback,
+    run_all,
+    split,
+    status,
+    train,
+    validate,
+)
+
+app = typer.Typer(
+    name="pfp",
+    help="pfp-mlops: take a YOLO detector from research to production on MLflow, and keep it healthy there.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+app.command("demo-data")(demo_data.demo_data)
+app.command("split")(split.split)
+app.command("train")(train.train)
+app.command("register")(register.register)
+app.command("promote")(promote.promote)
+app.command("validate")(validate.validate)
+app.command("rollback")(rollback.rollback)
+app.command("run-all")(run_all.run_all)
+app.command("status")(status.status)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

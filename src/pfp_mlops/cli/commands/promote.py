@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from pfp_mlops.cli.options import ConfigOpt, JsonOpt, ProfileOpt
+
+
+def promote(
+    version: Annotated[str | None, typer.Option("--version", help="Version to stage (default: latest candidate).")]
+    = None,
+    config: ConfigOpt = None, profile: ProfileOpt = None, json: JsonOpt = False,
+) -> None:
+    """Move a version to staging (alias + stage tag) when it meets the staging thresholds."""
+    from pfp_mlops.cli import output
+    from pfp_mlops.cli.runner import run
+
+    def body(inv):
+        from pfp_mlops.services.promote import run_promote
+        from pfp_mlops.services.rollback import parse_version
+
+        return run_promote(inv.ctx, version=parse_version(version, "--version"))
+
+    def render(r):
+        if hasattr(r, "gate"):
+            output.kv(f"promote: refused ({r.gate})", [("reason", x) for x in r.reasons])
+            return
+        output.kv(f"{r.name} v{r.version} -> {r.alias}", [("gate", x) for x in r.decision.reasons])
+
+    run("promote", body, render, json_out=json, config=config, profile=profile)

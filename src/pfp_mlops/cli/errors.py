@@ -1,0 +1,26 @@
+"""The one table from exception types to exit codes, and the one place that prints errors."""
+
+from __future__ import annotations
+
+from pfp_mlops.domain import errors as E
+
+# Most specific first; the first isinstance match wins.
+EXIT_CODES: list[tuple[type[BaseException], int, str]] = [
+    (E.Inconclusive, 11, "verdict inconclusive (significance mode): nothing changed"),
+    (E.GateFailed, 10, "a gate was not met: not registered, not promoted, challenger rejected"),
+    (E.ConcurrentPromotion, 12, "lost a concurrent promotion"),
+    (E.RegressionRolledBack, 13, "regression detected and rolled back"),
+    (E.InfraError, 3, "infrastructure unreachable: MLflow, S3/MinIO, DVC remote"),
+    (E.UserError, 2, "bad input or configuration: usage, CSV, labels, env values, unknown version"),
+]
+INTERNAL = 1
+INTERRUPTED = 130
+
+
+def exit_code_for(exc: BaseException) -> int:
+    if isinstance(exc, KeyboardInterrupt):
+        return INTERRUPTED
+    for cls, code, _ in EXIT_CODES:
+        if isinstance(exc, cls):
+            return code
+    return INTERNAL

@@ -1,0 +1,15 @@
+"""Reusable option types (Annotated aliases), shared by every command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="Pipeline YAML (default: PFP_CONFIG or configs/<profile>.yaml).")
+]
+ProfileOpt = Annotated[str | None, typer.Option("--profile", help="Config profile: default, demo, … (PFP_PROFILE).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (errors too).")]
+DemoOpt = Annotated[bool, typer.Option("--demo", help="Use the demo profile; generate the synthetic dataset if missing.")]

@@ -1,0 +1,112 @@
+"""The one renderer: rich tables for people, `--json` for machines, one error line on stderr. Secrets scrubbed."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+_SECRETS: list[str] = []
+
+
+def register_secrets(values: Iterable[str]) -> None:
+    for v in values:
+        if v and len(v) >= 4 and v not in _SECRETS:
+            _SECRETS.append(v)
+    for key in ("AWS_SECRET_ACCESS_KEY", "MLFLOW_TRACKING_PASSWORD"):
+        v = os.environ.get(key)
+        if v and len(v) >= 4 and v not in _SECRETS:
+            _SECRETS.append(v)
+
+
+def scrub(text: str) -> str:
+    for s in _SECRETS:
+        text = text.replace(s, "***")
+    return text
+
+
+class _ScrubFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        clean = scrub(msg)
+        if clean != msg:
+            record.msg, record.args = clean, None
+        return True
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)),
+                           "level": record.levelname, "logger": record.name, "message": record.getMessage()})
+
+
+def setup_logging(level: str, fmt: str, log_dir: Path | None) -> None:
+    """pfp's logs on stderr (text or JSON lines) and, when a state folder exists, in `<PFP_HOME>/logs/pfp.log`."""
+    root = logging.getLogger("pfp")
+    root.handlers.clear()
+    root.setLevel(level)
+    root.propagate = False
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormatter() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(message)s",
+                                                                                   "%H:%M:%S"))
+    handler.addFilter(_ScrubFilter())
+    root.addHandler(handler)
+    if log_dir is not None:
+        try:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            fh = logging.FileHandler(log_dir / "pfp.log", encoding="utf-8")
+            fh.setFormatter(_JsonFormatter())
+            fh.addFilter(_ScrubFilter())
+            fh.setLevel(logging.DEBUG)
+            root.addHandler(fh)
+        except OSError:
+            pass
+    for noisy in ("mlflow", "alembic", "urllib3", "botocore", "ultralytics", "optuna", "git"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def print_json(payload: Any) -> None:
+    sys.stdout.write(scrub(json.dumps(payload, indent=2, default=str, allow_nan=False)) + "\n")
+    sys.stdout.flush()
+
+
+def print_error(message: str) -> None:
+    line = scrub(" ".join(str(message).split()))
+    sys.stderr.write(f"pfp: error: {line}\n")
+    sys.stderr.flush()
+
+
+def console():
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left")
+    for c in columns:
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*(scrub(_fmt(v)) for v in r))
+    console().print(t)
+
+
+def kv(title: str, pairs: Iterable[tuple[str, Any]]) -> None:
+    table(title, ("", ""), pairs)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    if isinstance(v, list | tuple):
+        return ", ".join(_fmt(x) for x in v) or "-"
+    return str(v)

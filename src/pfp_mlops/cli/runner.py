@@ -1,0 +1,103 @@
+"""Runs one command: settings → logging → offline switches → service → render; errors → one line + exit code."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from pfp_mlops.cli.errors import exit_code_for
+from pfp_mlops.cli.output import print_error, print_json, register_secrets, setup_logging
+
+
+class Invocation:
+    """What a command body receives: a lazily built service context."""
+
+    def __init__(self, config: Path | None, profile: str | None, demo: bool = False) -> None:
+        from pfp_mlops.runtime_env import apply_offline_env
+        from pfp_mlops.settings import load_pipeline_config, load_settings
+
+        self.settings = load_settings()
+        register_secrets(self.settings.secret_values())
+        profile = profile or ("demo" if demo and not os.environ.get("PFP_PROFILE") else None)
+        self.cfg = load_pipeline_config(self.settings, config=config, profile=profile)
+        home = self.settings.resolved_home()
+        setup_logging(self.settings.log_level, self.settings.log_format, home / "logs")
+        apply_offline_env(home)
+        from pfp_mlops.services.context import Context
+
+        self.ctx = Context(self.settings, self.cfg, progress=None)
+
+
+def run(
+    command: str,
+    body: Callable[[Invocation], Any],
+    render: Callable[[Any], None],
+    *,
+    json_out: bool,
+    config: Path | None = None,
+    profile: str | None = None,
+    demo: bool = False,
+    result_code: Callable[[Any], int] | None = None,
+) -> None:
+    """Execute and exit with the documented code. Never lets a traceback reach the user unless PFP_DEBUG=1."""
+    import logging
+
+    t0 = time.time()
+    setup_logging("WARNING", "text", None)  # until settings are known
+    log = logging.getLogger("pfp")
+    try:
+        inv = Invocation(config, profile, demo)
+        log = logging.getLogger("pfp")
+        log.debug("%s: start", command)
+        result = body(inv)
+        code = result_code(result) if result_code else 0
+        log.info("%s: done in %.1fs", command, time.time() - t0)
+        if json_out:
+            print_json({"ok": code == 0, "command": command, "exit_code": code, "duration_s": round(time.time() - t0, 2),
+                        "result": _to_json(result)})
+        else:
+            render(result)
+    except (typer.Exit, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the one place errors become exit codes
+        code = exit_code_for(exc)
+        message = getattr(exc, "message", None) or _internal_message(exc)
+        if os.environ.get("PFP_DEBUG", "").lower() in ("1", "true", "yes"):
+            from pfp_mlops.cli.output import scrub
+
+            sys.stderr.write(scrub(traceback.format_exc()))
+        if json_out:
+            payload: dict[str, Any] = {"ok": False, "command": command, "exit_code": code,
+                                       "error": {"type": type(exc).__name__, "message": message}}
+            partial = getattr(exc, "decision", None) or getattr(exc, "result", None)
+            if partial is not None and hasattr(partial, "to_dict"):
+                payload["result"] = partial.to_dict()
+            print_json(payload)
+        elif getattr(exc, "decision", None) is not None and hasattr(exc.decision, "to_dict"):  # type: ignore[attr-defined]
+            try:
+                render(exc.decision)  # type: ignore[attr-defined]
+            except Exception:  # noqa: BLE001 - rendering a refusal must not hide it
+                pass
+        print_error(message)
+        raise typer.Exit(code) from None
+    raise typer.Exit(code)
+
+
+def _internal_message(exc: BaseException) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    return f"internal error: {type(exc).__name__}{': ' + first if first else ''} (set PFP_DEBUG=1 for the traceback)"
+
+
+def _to_json(result: Any) -> Any:
+    if hasattr(result, "to_dict"):
+        return result.to_dict()
+    return result

@@ -1,0 +1,1 @@
+"""The built-in synthetic dataset: three shape classes a tiny detector learns in minutes."""

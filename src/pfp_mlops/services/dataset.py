@@ -1,0 +1,173 @@
+"""Reading and checking `dataset_info.csv`, its images and YOLO labels. Errors name the file and the line.
+
+CSV columns (comma-separated, UTF-8, header required):
+    image_path   required; relative to the CSV's folder (the data root), under a folder named `images/`
+    label_path   optional; must be the Ultralytics convention (`images/` -> `labels/`, extension `.txt`)
+    group        optional; items of one group always land in the same split (e.g. frames of one video)
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from pfp_mlops.domain.errors import DataError
+
+REQUIRED = ("image_path",)
+OPTIONAL = ("label_path", "group")
+IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"RIFF", b"II*\x00", b"MM\x00*")
+
+
+@dataclass(frozen=True)
+class Item:
+    line: int
+    image: str  # relative to the data root, posix
+    label: str
+    group: str | None
+    image_hash: str = ""
+    content_hash: str = ""  # image + label bytes
+    classes: tuple[int, ...] = ()
+
+
+def label_path_for(image_rel: str) -> str:
+    """Ultralytics' rule: the last `images/` becomes `labels/`, the extension `.txt`."""
+    if "images/" not in image_rel:
+        return ""
+    head, tail = image_rel.rsplit("images/", 1)
+    stem = tail.rsplit(".", 1)[0]
+    return f"{head}labels/{stem}.txt"
+
+
+def read_csv(csv_path: Path) -> list[Item]:
+    """Parse the CSV into items; structural problems only (files are checked by `check_items`)."""
+    if not csv_path.is_file():
+        raise DataError(f"{csv_path}: dataset CSV not found")
+    raw = csv_path.read_bytes()
+    if not raw.strip():
+        raise DataError(f"{csv_path}: file is empty (expected a header: image_path,label_path,group)")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(f"{csv_path}:{line}: not valid UTF-8 (byte 0x{raw[e.start]:02x})") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [h.strip() for h in next(reader)]
+    except (StopIteration, csv.Error) as e:
+        raise DataError(f"{csv_path}:1: cannot read the header ({e})") from None
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        first = ",".join(header)
+        for delim in (";", "\t", "|"):
+            if delim in first:
+                raise DataError(
+                    f"{csv_path}:1: wrong delimiter {delim!r}; the CSV must be comma-separated "
+                    f"with columns image_path[,label_path][,group]"
+                )
+        raise DataError(f"{csv_path}:1: missing required column {missing[0]!r} (header: {first})")
+    unknown = [c for c in header if c not in REQUIRED + OPTIONAL]
+    if unknown:
+        raise DataError(f"{csv_path}:1: unknown column {unknown[0]!r} (allowed: {', '.join(REQUIRED + OPTIONAL)})")
+    idx = {c: header.index(c) for c in header}
+    items: list[Item] = []
+    seen: dict[str, int] = {}
+    try:
+        for row in reader:
+            line = reader.line_num
+            if not row or all(not c.strip() for c in row):
+                continue
+            if len(row) != len(header):
+                raise DataError(f"{csv_path}:{line}: expected {len(header)} fields, found {len(row)}")
+            image = _safe_rel(row[idx["image_path"]].strip(), csv_path, line, "image_path")
+            expected_label = label_path_for(image)
+            if not expected_label:
+                raise DataError(f"{csv_path}:{line}: image_path {image!r} must lie under a folder named 'images/'")
+            label = expected_label
+            if "label_path" in idx and row[idx["label_path"]].strip():
+                label = _safe_rel(row[idx["label_path"]].strip(), csv_path, line, "label_path")
+                if label != expected_label:
+                    raise DataError(
+                        f"{csv_path}:{line}: label_path {label!r} does not follow the images/ -> labels/ "
+                        f"convention (expected {expected_label!r})"
+                    )
+            group = row[idx["group"]].strip() or None if "group" in idx else None
+            if image in seen:
+                raise DataError(f"{csv_path}:{line}: duplicate image_path {image!r} (first on line {seen[image]})")
+            seen[image] = line
+            items.append(Item(line=line, image=image, label=label, group=group))
+    except csv.Error as e:
+        raise DataError(f"{csv_path}:{reader.line_num}: malformed CSV ({e})") from None
+    if not items:
+        raise DataError(f"{csv_path}: has a header but no rows")
+    return items
+
+
+def _safe_rel(value: str, csv_path: Path, line: int, column: str) -> str:
+    if not value:
+        raise DataError(f"{csv_path}:{line}: {column} is empty")
+    p = value.replace("\\", "/")
+    if p.startswith("/") or (len(p) > 1 and p[1] == ":"):
+        raise DataError(f"{csv_path}:{line}: {column} {value!r} is absolute; paths must be relative to the data root")
+    norm = os.path.normpath(p).replace("\\", "/")
+    if norm == ".." or norm.startswith("../"):
+        raise DataError(f"{csv_path}:{line}: {column} {value!r} escapes the data root")
+    return norm
+
+
+def check_items(items: list[Item], root: Path, n_classes: int, csv_name: str) -> list[Item]:
+    """Hash and check each image and label; return items with hashes and class ids."""
+    out = []
+    for it in items:
+        where = f"{csv_name}:{it.line}"
+        img_path = root / it.image
+        try:
+            data = img_path.read_bytes()
+        except FileNotFoundError:
+            raise DataError(f"{where}: image file not found: {it.image}") from None
+        except (IsADirectoryError, PermissionError) as e:
+            raise DataError(f"{where}: cannot read image {it.image} ({e.__class__.__name__})") from None
+        if not data.startswith(IMAGE_MAGIC):
+            raise DataError(f"{where}: {it.image} is not an image (PNG, JPEG, BMP, WebP or TIFF)")
+        lbl_path = root / it.label
+        try:
+            lbl = lbl_path.read_bytes()
+        except FileNotFoundError:
+            raise DataError(f"{where}: label file not found: {it.label}") from None
+        classes = _check_label(lbl, it.label, n_classes)
+        img_hash = hashlib.blake2b(data, digest_size=16).hexdigest()
+        content = hashlib.blake2b(data + b"\0" + lbl, digest_size=16).hexdigest()
+        out.append(Item(it.line, it.image, it.label, it.group, img_hash, content, classes))
+    return out
+
+
+def _check_label(raw: bytes, name: str, n_classes: int) -> tuple[int, ...]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{name}: not valid UTF-8") from None
+    classes = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        where = f"{name}:{n}"
+        if len(fields) != 5:
+            raise DataError(f"{where}: expected 5 fields 'class cx cy w h', found {len(fields)}")
+        try:
+            cls = int(fields[0])
+            cx, cy, w, h = (float(f) for f in fields[1:])
+        except ValueError:
+            raise DataError(f"{where}: fields must be an integer class id and four numbers") from None
+        if not 0 <= cls < n_classes:
+            raise DataError(f"{where}: class id {cls} out of range 0..{n_classes - 1}")
+        for label, v in (("cx", cx), ("cy", cy), ("w", w), ("h", h)):
+            if not 0.0 <= v <= 1.0:
+                raise DataError(f"{where}: {label}={v:g} outside [0, 1] (coordinates must be normalised)")
+        if w <= 0 or h <= 0:
+            raise DataError(f"{where}: zero-size box (w={w:g}, h={h:g})")
+        classes.append(cls)
+    return tuple(classes)

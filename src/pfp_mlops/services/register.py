@@ -1,0 +1,82 @@
+"""`pfp register`: TEST evaluation → minimum-score gate → runtime checks → a new registry version (stage=candidate).
+
+Nothing is registered unless every check passes: the model is logged under its training run first, loaded back in
+a fresh process, and only then becomes a version.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pfp_mlops.domain.errors import GateFailed
+from pfp_mlops.domain.gates import register_gate
+from pfp_mlops.domain.models import Decision, RegisterResult
+from pfp_mlops.services import ledger
+from pfp_mlops.services.context import Context, git_state, who
+from pfp_mlops.services.evaluation import EVAL_TAG_PREFIX, evaluate_weights, metric_tags
+from pfp_mlops.services.split import current_split
+from pfp_mlops.services.train import read_training_info
+
+
+def run_register(ctx: Context, *, training_info: Path | None = None) -> RegisterResult:
+    from pfp_mlops.adapters import packaging, yolo
+
+    info = read_training_info(ctx, training_info)
+    manifest = current_split(ctx.cfg)
+    weights = Path(info["weights"])
+    ev = evaluate_weights(ctx, weights, manifest)
+    ctx.say(f"test mAP50 {ev.map50:.4f} (mAP50-95 {ev.map50_95:.4f}, recall {ev.recall:.4f})")
+    gate = ctx.cfg.gates.register_
+    decision = register_gate(ev, min_map50=gate.min_map50)
+    metrics = {"map50": ev.map50, "map50_95": ev.map50_95, "recall": ev.recall, "precision": ev.precision}
+
+    def refuse(d: Decision, outcome: str) -> GateFailed:
+        ledger.record(ctx, "register", decision=d, outcome=outcome, metrics=metrics,
+                      extra={"training_run_id": info["run_id"]})
+        return GateFailed(f"not registered: {'; '.join(d.reasons)}", decision=d)
+
+    if not decision.passed:
+        raise refuse(decision, "refused")
+
+    runtime = yolo.runtime_versions()
+    declared = packaging.read_production_runtime(ctx.settings.production_runtime)
+    mismatches = packaging.runtime_mismatches(declared, runtime)
+    if mismatches:
+        raise refuse(Decision("runtime", False, mismatches, {}), "refused_runtime")
+
+    model_uri = packaging.log_pyfunc(weights, run_id=info["run_id"], imgsz=ctx.cfg.evaluation.imgsz)
+    sample = _sample_image(manifest)
+    try:
+        check = packaging.fresh_process_check(model_uri, sample)
+    except GateFailed as e:
+        raise refuse(Decision("runtime", False, [e.message], {}), "refused_runtime") from None
+    ctx.say(f"runtime check: loaded and predicted in a fresh process in {check.get('seconds')}s")
+
+    tags = {
+        "stage": "candidate",
+        **metric_tags(ev),
+        EVAL_TAG_PREFIX + ev.protocol_fingerprint: json.dumps(ev.to_dict()),
+        "split_fingerprint": manifest["fingerprint"],
+        "training_split_fingerprint": info.get("split_fingerprint", ""),
+        "training_run_id": info["run_id"],
+        "registered_by": who(),
+        "runtime_check": "passed",
+        **{f"runtime.{k}": v for k, v in runtime.items()},
+        **git_state(),
+    }
+    if declared:
+        tags["production_runtime"] = "; ".join(declared)
+    version = ctx.registry.register(ctx.model_name, model_uri, info["run_id"], {k: str(v) for k, v in tags.items()})
+    ledger.record(ctx, "register", to_version=version, decision=decision, outcome="registered", metrics=metrics,
+                  extra={"training_run_id": info["run_id"]})
+    return RegisterResult(name=ctx.model_name, version=version, decision=decision, evaluation=ev,
+                          model_uri=f"models:/{ctx.model_name}/{version}")
+
+
+def _sample_image(manifest: dict) -> Path:
+    test_list = Path(manifest["list_files"]["test"])
+    first = next((ln for ln in test_list.read_text().splitlines() if ln.strip()), None)
+    if first is None:
+        raise GateFailed("runtime check: the test split has no image to predict on")
+    return Path(first)

@@ -1,0 +1,121 @@
+"""`pfp split`: deterministic train/valid/test lists, the YOLO data YAML, a manifest and its fingerprint."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import yaml
+
+from pfp_mlops.domain.errors import DataError
+from pfp_mlops.domain.models import SPLITS, SplitManifest
+from pfp_mlops.domain.split_policy import assign_all, split_fingerprint
+from pfp_mlops.services.dataset import check_items, read_csv
+from pfp_mlops.settings import PipelineConfig
+
+MANIFEST = "split_manifest.json"
+
+
+def csv_path(cfg: PipelineConfig) -> Path:
+    return cfg.paths.data_dir / cfg.data.csv
+
+
+def run_split(cfg: PipelineConfig) -> SplitManifest:
+    """Read and check the dataset, assign splits, write everything atomically, return the manifest."""
+    data_root = cfg.paths.data_dir.resolve()
+    csv_file = csv_path(cfg)
+    items = read_csv(csv_file)
+    items = check_items(items, data_root, len(cfg.data.classes), str(csv_file))
+    ratios = (cfg.split.ratios.train, cfg.split.ratios.valid, cfg.split.ratios.test)
+    keys = [f"group:{it.group}" if it.group else it.image for it in items]
+    splits, n_moved_dupes = assign_all(keys, [it.image_hash for it in items], cfg.split.seed, ratios)
+
+    names = cfg.data.classes
+    counts = Counter(splits)
+    class_counts: dict[str, dict[str, int]] = {s: dict.fromkeys(names, 0) for s in SPLITS}
+    for it, s in zip(items, splits, strict=True):
+        for c in it.classes:
+            class_counts[s][names[c]] += 1
+    for s in SPLITS:
+        if counts[s] == 0:
+            raise DataError(f"split {s!r} is empty with {len(items)} items; add data or change split.ratios")
+    if not cfg.split.allow_missing_classes:
+        for s in SPLITS:
+            missing = [c for c, n in class_counts[s].items() if n == 0]
+            if missing:
+                raise DataError(
+                    f"class {missing[0]!r} is present in no {s} item; add data or set split.allow_missing_classes"
+                )
+
+    split_cfg = cfg.section("split") | {"classes": list(names)}
+    fp = split_fingerprint(((it.image, it.content_hash, s) for it, s in zip(items, splits, strict=True)), split_cfg)
+    out_dir = cfg.paths.dataset_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    previous = read_manifest(out_dir)
+    moved = None
+    if previous is not None:
+        old = previous.get("items", {})
+        moved = sum(1 for it, s in zip(items, splits, strict=True) if it.image in old and old[it.image][1] != s)
+
+    lists = {s: [str(data_root / it.image) for it, sp in zip(items, splits, strict=True) if sp == s] for s in SPLITS}
+    list_files = {s: str((out_dir / f"{s}.txt").resolve()) for s in SPLITS}
+    data_yaml = out_dir / "data.yaml"
+    manifest = SplitManifest(
+        fingerprint=fp,
+        counts={s: counts[s] for s in SPLITS},
+        class_counts=class_counts,
+        data_yaml=str(data_yaml.resolve()),
+        list_files=list_files,
+        seed=cfg.split.seed,
+        n_duplicates_grouped=n_moved_dupes,
+        moved=moved,
+    )
+    for s in SPLITS:
+        _atomic_write(out_dir / f"{s}.txt", "\n".join(lists[s]) + "\n")
+    _atomic_write(
+        data_yaml,
+        yaml.safe_dump(
+            {"path": str(out_dir.resolve()), "train": "train.txt", "val": "valid.txt", "test": "test.txt",
+             "names": dict(enumerate(names))},
+            sort_keys=False,
+        ),
+    )
+    full = manifest.to_dict() | {
+        "data_root": str(data_root),
+        "items": {it.image: [it.content_hash, s] for it, s in zip(items, splits, strict=True)},
+    }
+    _atomic_write(out_dir / MANIFEST, json.dumps(full, indent=1))
+    return manifest
+
+
+def read_manifest(dataset_dir: Path) -> dict | None:
+    path = dataset_dir / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        raise DataError(f"{path}: unreadable split manifest; run `pfp split` again") from None
+
+
+def current_split(cfg: PipelineConfig) -> dict:
+    """The manifest of the current split, or a clear error telling the user to run `pfp split`."""
+    m = read_manifest(cfg.paths.dataset_dir)
+    if m is None:
+        raise DataError(f"no split found in {cfg.paths.dataset_dir}/; run `pfp split` first")
+    return m
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Write next to the target and rename: a crash never leaves a half-written list or manifest."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

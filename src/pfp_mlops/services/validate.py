@@ -1,0 +1,59 @@
+"""`pfp validate`: champion (production) vs challenger (staging) on the SAME current test split.
+
+Promote → alias `production` moves to the challenger (compare-and-set), the old champion is archived.
+Reject  → the challenger leaves staging, tagged `rejected`, exit 10. No staging model → nothing to do, exit 0.
+"""
+
+from __future__ import annotations
+
+from pfp_mlops.domain.errors import GateFailed
+from pfp_mlops.domain.gates import validate_gate
+from pfp_mlops.domain.models import ValidateResult
+from pfp_mlops.services import ledger
+from pfp_mlops.services.context import Context
+from pfp_mlops.services.evaluation import evaluate_version
+from pfp_mlops.services.split import current_split
+
+
+def run_validate(ctx: Context) -> ValidateResult:
+    reg, rc = ctx.registry, ctx.cfg.registry
+    name = ctx.model_name
+    challenger_v = reg.alias_version(name, rc.staging_alias)
+    champion_v = reg.alias_version(name, rc.production_alias)
+    if challenger_v is None:
+        from pfp_mlops.domain.models import Decision
+
+        d = Decision("validate", True, [f"no version holds alias {rc.staging_alias!r}: nothing to validate"])
+        return ValidateResult(name, None, champion_v, d, "nothing", production=champion_v)
+    manifest = current_split(ctx.cfg)
+    challenger = reg.version(name, challenger_v)
+    c_eval = evaluate_version(ctx, challenger, manifest)
+    p_eval = None
+    if champion_v is not None and champion_v != challenger_v:
+        p_eval = evaluate_version(ctx, reg.version(name, champion_v), manifest)
+    g = ctx.cfg.gates.validate_
+    decision = validate_gate(
+        c_eval, p_eval, metric=g.metric, mode=g.mode, min_improvement=g.min_improvement,
+        min_absolute=ctx.cfg.gates.promote.min_map50 if g.metric == "map50" else 0.0,
+        max_class_drop=g.max_class_drop,
+    )
+    metrics = {"challenger_" + g.metric: c_eval.metric(g.metric)}
+    if p_eval is not None:
+        metrics["champion_" + g.metric] = p_eval.metric(g.metric)
+    if decision.passed:
+        reg.move_alias(name, rc.production_alias, challenger_v, expected=champion_v)
+        reg.move_alias(name, rc.staging_alias, None, expected=challenger_v)
+        reg.set_tags(name, challenger_v, {"stage": "production"})
+        if champion_v is not None and champion_v != challenger_v:
+            reg.set_tags(name, champion_v, {"stage": "archived"})
+        ledger.record(ctx, "validate", from_version=champion_v, to_version=challenger_v, decision=decision,
+                      outcome="promoted", metrics=metrics)
+        return ValidateResult(name, challenger_v, champion_v, decision, "promoted", c_eval, p_eval,
+                              production=challenger_v)
+    reg.move_alias(name, rc.staging_alias, None, expected=challenger_v)
+    reg.set_tags(name, challenger_v, {"stage": "rejected", "rejected_reasons": " | ".join(decision.reasons)})
+    ledger.record(ctx, "validate", from_version=champion_v, to_version=challenger_v, decision=decision,
+                  outcome="rejected", metrics=metrics)
+    result = ValidateResult(name, challenger_v, champion_v, decision, "rejected", c_eval, p_eval,
+                            production=champion_v)
+    raise GateFailed(f"challenger v{challenger_v} rejected: {'; '.join(decision.reasons)}", decision=result)

@@ -1,0 +1,348 @@
+"""Settings: the environment and `.env` (pydantic-settings), plus the YAML pipeline config in `configs/`.
+
+Precedence: command-line options > environment > `.env` > YAML profile > built-in defaults.
+Nothing here is built at import time: the CLI builds one `Settings` and one `PipelineConfig` per command and
+passes them down; tests construct them explicitly (`Settings(_env_file=None)`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pfp_mlops.domain.errors import ConfigError
+
+_DEVICE_RE = re.compile(r"^(cpu|auto|mps|\d+(,\d+)*)$")
+
+
+def _env(name: str) -> Any:
+    return Field(default=None, validation_alias=AliasChoices(name))
+
+
+class Settings(BaseSettings):
+    """Everything that differs between a laptop, CI and production: read from the environment and `.env`."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    mlflow_tracking_uri: str | None = _env("MLFLOW_TRACKING_URI")
+    mlflow_tracking_username: str | None = _env("MLFLOW_TRACKING_USERNAME")
+    mlflow_tracking_password: SecretStr | None = _env("MLFLOW_TRACKING_PASSWORD")
+    mlflow_s3_endpoint_url: str | None = _env("MLFLOW_S3_ENDPOINT_URL")
+    aws_access_key_id: str | None = _env("AWS_ACCESS_KEY_ID")
+    aws_secret_access_key: SecretStr | None = _env("AWS_SECRET_ACCESS_KEY")
+
+    model_name: str = Field(default="pfp-detector", validation_alias=AliasChoices("PFP_MODEL_NAME"))
+    config: Path | None = _env("PFP_CONFIG")
+    profile: str = Field(default="default", validation_alias=AliasChoices("PFP_PROFILE"))
+    device: str = Field(default="cpu", validation_alias=AliasChoices("PFP_DEVICE"))
+    log_format: Literal["text", "json"] = Field(default="text", validation_alias=AliasChoices("PFP_LOG_FORMAT"))
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", validation_alias=AliasChoices("PFP_LOG_LEVEL")
+    )
+    alert_webhook_url: str | None = _env("PFP_ALERT_WEBHOOK_URL")
+    production_runtime: str | None = _env("PFP_PRODUCTION_RUNTIME")
+    optuna_storage: str | None = _env("PFP_OPTUNA_STORAGE")
+    home: Path = Field(default=Path(".pfp"), validation_alias=AliasChoices("PFP_HOME"))
+    debug: bool = Field(default=False, validation_alias=AliasChoices("PFP_DEBUG"))
+
+    @field_validator("mlflow_tracking_uri")
+    @classmethod
+    def _check_tracking_uri(cls, v: str | None) -> str | None:
+        if v in (None, ""):
+            return None
+        if not re.match(r"^(https?|sqlite|postgresql(\+\w+)?|mysql(\+\w+)?|file|databricks)://", v) and not (
+            v.startswith("/")
+        ):
+            raise ValueError(f"unsupported tracking URI {v!r} (expected http(s)://, sqlite://, postgresql://, file://)")
+        return v
+
+    @field_validator("mlflow_s3_endpoint_url", "alert_webhook_url")
+    @classmethod
+    def _check_http_url(cls, v: str | None) -> str | None:
+        if v in (None, ""):
+            return None
+        if not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError(f"not an http(s) URL: {v!r}")
+        return v
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, v: str) -> str:
+        v = v.strip().lower().replace(" ", "")
+        if not _DEVICE_RE.match(v):
+            raise ValueError(f"invalid device {v!r} (expected cpu, auto, mps, a CUDA index like 0, or a list like 0,1)")
+        return v
+
+    @field_validator("model_name")
+    @classmethod
+    def _check_model_name(cls, v: str) -> str:
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$", v):
+            raise ValueError(f"invalid model name {v!r} (letters, digits, '.', '_', '-')")
+        return v
+
+    @field_validator("log_format", "log_level", mode="before")
+    @classmethod
+    def _normalise_case(cls, v: Any) -> Any:
+        return v.lower() if isinstance(v, str) and v.lower() in ("text", "json") else (
+            v.upper() if isinstance(v, str) else v
+        )
+
+    # --- derived paths (embedded defaults) ---
+    def resolved_home(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    def tracking_uri(self) -> str:
+        """The MLflow URI: the configured one, else a SQLite store under PFP_HOME (embedded default)."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{self.resolved_home() / 'mlflow.db'}"
+
+    def artifact_root(self) -> str | None:
+        """Where new experiments keep artifacts: a local folder for the embedded store, the server's choice otherwise."""
+        if self.mlflow_tracking_uri:
+            return None
+        return (self.resolved_home() / "artifacts").as_uri()
+
+    def is_embedded(self) -> bool:
+        return not self.mlflow_tracking_uri
+
+    def secret_values(self) -> list[str]:
+        """Secret strings that must never be printed, logged or stored."""
+        out = []
+        for s in (self.aws_secret_access_key, self.mlflow_tracking_password):
+            if s is not None and s.get_secret_value():
+                out.append(s.get_secret_value())
+        return out
+
+
+_ENV_NAMES = {
+    name: (f.validation_alias.choices[0] if isinstance(f.validation_alias, AliasChoices) else name)
+    for name, f in Settings.model_fields.items()
+}
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings once per command; a bad value fails with the variable's name (ConfigError)."""
+    try:
+        s = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = str(err["loc"][0]) if err["loc"] else "?"
+        var = _ENV_NAMES.get(loc, loc)
+        value = os.environ.get(var)
+        msg = err["msg"].removeprefix("Value error, ")
+        shown = f" (got {value!r})" if value is not None and var not in _SECRET_VARS else ""
+        raise ConfigError(f"{var}: {msg}{shown}") from None
+    return s
+
+
+_SECRET_VARS = {"AWS_SECRET_ACCESS_KEY", "MLFLOW_TRACKING_PASSWORD"}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# YAML pipeline config
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PathsConfig(_Strict):
+    data_dir: Path = Path("data")
+    dataset_dir: Path = Path("dataset")
+    runs_dir: Path = Path("runs")
+
+
+class DataConfig(_Strict):
+    csv: str = "dataset_info.csv"
+    classes: list[str] = Field(default_factory=lambda: ["rock", "paper", "scissors"], min_length=1)
+
+
+class DemoConfig(_Strict):
+    n_images: int = Field(default=300, ge=8, le=100_000)
+    imgsz: int = Field(default=160, ge=32, le=2048)
+    seed: int = 0
+    max_objects: int = Field(default=3, ge=1, le=20)
+
+
+class SplitRatios(_Strict):
+    train: float = Field(default=0.7, gt=0, lt=1)
+    valid: float = Field(default=0.15, gt=0, lt=1)
+    test: float = Field(default=0.15, gt=0, lt=1)
+
+
+class SplitConfig(_Strict):
+    seed: int = 42
+    ratios: SplitRatios = SplitRatios()
+    allow_missing_classes: bool = False
+
+    @field_validator("ratios")
+    @classmethod
+    def _sum_to_one(cls, v: SplitRatios) -> SplitRatios:
+        total = v.train + v.valid + v.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"split ratios must sum to 1 (got {total:g})")
+        return v
+
+
+class SearchParam(_Strict):
+    type: Literal["float", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: list[Any] | None = None
+
+
+class SearchConfig(_Strict):
+    n_trials: int = Field(default=1, ge=1)
+    timeout_s: float | None = Field(default=None, gt=0)
+    sampler_seed: int = 0
+    pruner: Literal["none", "median", "hyperband"] = "median"
+    pruner_warmup_epochs: int = Field(default=1, ge=0)
+    study_name: str | None = None
+    retrain_best: bool = False
+    space: dict[str, SearchParam] = Field(default_factory=dict)
+
+
+class TrainConfig(_Strict):
+    model: str = "yolov8n.yaml"
+    epochs: int = Field(default=60, ge=1)
+    imgsz: int = Field(default=320, ge=32, le=4096)
+    batch: int = Field(default=16, ge=1)
+    workers: int = Field(default=0, ge=0)
+    seed: int = 0
+    patience: int = Field(default=100, ge=0)
+    amp: bool = True
+    hyperparameters: dict[str, float | int | bool | str] = Field(default_factory=dict)
+    search: SearchConfig = SearchConfig()
+
+    @field_validator("model")
+    @classmethod
+    def _model_yaml(cls, v: str) -> str:
+        if not v.endswith((".yaml", ".yml", ".pt")):
+            raise ValueError(f"model must be a model YAML such as yolov8n.yaml or a local .pt file (got {v!r})")
+        return v
+
+
+class EvaluationConfig(_Strict):
+    imgsz: int = Field(default=320, ge=32, le=4096)
+    batch: int = Field(default=16, ge=1)
+    conf: float = Field(default=0.001, ge=0, le=1)
+    iou: float = Field(default=0.6, gt=0, le=1)
+
+
+class RegisterGate(_Strict):
+    min_map50: float = Field(default=0.5, ge=0, le=1)
+
+
+class PromoteGate(_Strict):
+    min_map50: float = Field(default=0.5, ge=0, le=1)
+    min_recall: float = Field(default=0.0, ge=0, le=1)
+    min_class_ap50: float = Field(default=0.0, ge=0, le=1)
+    max_latency_ms: float | None = Field(default=None, gt=0)
+
+
+class ValidateGate(_Strict):
+    metric: Literal["map50", "map50_95"] = "map50"
+    mode: Literal["relative", "absolute"] = "relative"
+    min_improvement: float = Field(default=0.01, ge=0)
+    max_class_drop: float | None = Field(default=None, ge=0, le=1)
+    decision: Literal["point", "bootstrap"] = "point"
+    bootstrap_resamples: int = Field(default=2000, ge=100)
+    bootstrap_seed: int = 0
+
+
+class GatesConfig(_Strict):
+    register_: RegisterGate = Field(default=RegisterGate(), alias="register")
+    promote: PromoteGate = PromoteGate()
+    validate_: ValidateGate = Field(default=ValidateGate(), alias="validate")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class RegistryConfig(_Strict):
+    staging_alias: str = "staging"
+    production_alias: str = "production"
+    lifecycle_experiment: str = "pfp-lifecycle"
+    training_experiment: str = "pfp-training"
+
+
+class PipelineSettings(_Strict):
+    budget_s: float = Field(default=7200, gt=0)
+
+
+class PipelineConfig(_Strict):
+    """The YAML pipeline config (`configs/<profile>.yaml`); unknown keys are errors."""
+
+    paths: PathsConfig = PathsConfig()
+    data: DataConfig = DataConfig()
+    demo: DemoConfig = DemoConfig()
+    split: SplitConfig = SplitConfig()
+    train: TrainConfig = TrainConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    gates: GatesConfig = GatesConfig()
+    registry: RegistryConfig = RegistryConfig()
+    pipeline: PipelineSettings = PipelineSettings()
+
+    def section(self, name: str) -> dict[str, Any]:
+        """One section as plain data, used for step fingerprints."""
+        return getattr(self, name).model_dump(mode="json", by_alias=True)
+
+
+PACKAGED_CONFIGS = Path(__file__).parent / "configs"
+
+
+def resolve_config_path(explicit: Path | None, profile: str) -> Path | None:
+    """`--config`/PFP_CONFIG wins; else `configs/<profile>.yaml` in the working directory; else the packaged copy."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(f"config file not found: {explicit}")
+        return explicit
+    if not re.match(r"^[A-Za-z0-9_\-]+$", profile):
+        raise ConfigError(f"PFP_PROFILE: invalid profile name {profile!r}")
+    for candidate in (Path("configs") / f"{profile}.yaml", PACKAGED_CONFIGS / f"{profile}.yaml"):
+        if candidate.is_file():
+            return candidate
+    if profile == "default":
+        return None
+    raise ConfigError(f"unknown profile {profile!r}: no configs/{profile}.yaml")
+
+
+def load_config(path: Path | None) -> PipelineConfig:
+    """Parse and validate a YAML config; errors name the file and the key."""
+    if path is None:
+        return PipelineConfig()
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or "malformed YAML"
+        raise ConfigError(f"{path}{where}: {problem}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read config ({e.__class__.__name__})") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        key = ".".join(str(p).rstrip("_") for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        raise ConfigError(f"{path}: {key}: {msg}") from None
+
+
+def load_pipeline_config(settings: Settings, *, config: Path | None = None, profile: str | None = None) -> PipelineConfig:
+    return load_config(resolve_config_path(config or settings.config, profile or settings.profile))
