@@ -16,7 +16,8 @@ Conventions (chosen to reproduce Ultralytics' validator numbers):
 * AP (:func:`average_precision`) is Ultralytics' ``compute_ap``: precision envelope,
   ``np.interp`` at 101 recall points, trapezoidal integration.  mAP50 averages the AP of
   the classes that have ground truth (a class with ground truth but no prediction scores 0;
-  a class without ground truth is left out).
+  a class without ground truth is left out).  Like Ultralytics, a perfect detector scores
+  0.995, not 1.0: ``np.interp`` returns the trailing 0 sentinel at recall exactly 1.0.
 * Confidence ties are broken by record order (stable sort); Ultralytics' order for ties
   is unspecified, so results can differ only when two predictions of a class share a score.
 * In the bootstrap an image drawn ``k`` times counts ``k`` times: its ground truth and each
@@ -51,10 +52,11 @@ __all__ = [
 ]
 
 AP_RECALL_POINTS = np.linspace(0.0, 1.0, 101)  # COCO / Ultralytics 101-point recall grid
+AP_RECALL_POINTS.setflags(write=False)
 _IOU_EPS = 1e-7  # Ultralytics box_iou epsilon
 _RECORDS_FORMAT_VERSION = 1
 _RESAMPLE_BLOCK = 64  # resamples drawn per RNG call: fixed so results depend only on the seed
-_TARGET_CHUNK_ELEMENTS = 1_500_000  # [resamples x predictions] cells processed at once
+_TARGET_CHUNK_ELEMENTS = 250_000  # [resamples x predictions] cells per chunk: cache-sized
 
 Verdict = Literal["promote", "reject", "inconclusive"]
 
@@ -63,7 +65,7 @@ _np_trapezoid = getattr(np, "trapezoid", None) or np.trapz  # np.trapz is deprec
 
 
 def _trapezoid(y: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Trapezoidal rule along the last axis (np.trapezoid on numpy 2, np.trapz before)."""
+    """Trapezoidal rule along the last axis: np.trapezoid's arithmetic, vectorised over rows."""
     d = np.diff(x)
     return (d * (y[..., 1:] + y[..., :-1]) / 2.0).sum(axis=-1)
 
@@ -241,7 +243,7 @@ def match_image(
     gt_classes: np.ndarray,
     iou_threshold: float = 0.5,
 ) -> np.ndarray:
-    """Greedy COCO/Ultralytics matching at one IoU threshold; returns a TP flag per prediction (input order)."""
+    """Greedy COCO/Ultralytics matching at one IoU threshold: a TP flag per prediction, in input order."""
     pred_classes = np.asarray(pred_classes).reshape(-1)
     pred_confs = np.asarray(pred_confs, dtype=np.float64).reshape(-1)
     gt_classes = np.asarray(gt_classes).reshape(-1)
@@ -254,9 +256,9 @@ def match_image(
     order = np.argsort(-pred_confs, kind="stable")
     # [M, N] IoU in confidence order; other-class pairs zeroed as in Ultralytics.
     iou = box_iou(gt_boxes_xyxy, np.asarray(pred_boxes_xyxy).reshape(-1, 4)[order])
-    iou *= gt_classes[:, None] == pred_classes[order][None, :]
     if iou.shape != (n_gt, n_pred):
         raise ValueError("box arrays must be [N, 4] and match the class arrays")
+    iou *= gt_classes[:, None] == pred_classes[order][None, :]
     matched = np.zeros(n_gt, dtype=bool)
     for j in np.flatnonzero((iou >= iou_threshold).any(axis=0)):  # descending confidence
         available = np.where(matched, 0.0, iou[:, j])
@@ -328,8 +330,8 @@ class _ClassCurve:
     """One class's predictions in descending confidence, split into TP and FP lists (built once).
 
     ``tp_img[k]``/``tp_pos[k]``: image and curve position of the k-th true positive;
-    ``fp_img``: images of the false positives in curve order, led by an index that points at
-    an all-zero weight column; ``fp_before[k]``: number of FPs ranked before TP k.
+    ``fp_img``: images of the false positives ranked before the last TP, in curve order, led by
+    an index that points at an all-zero weight column; ``fp_before[k]``: FPs ranked before TP k.
     """
 
     class_id: int
@@ -352,14 +354,17 @@ def _prepare(records: PerImageRecords) -> list[_ClassCurve]:
         sel = cls_sorted == c
         img_c, tp_c = img_sorted[sel], tp_sorted[sel]
         tp_pos = np.flatnonzero(tp_c)
+        fp_before = (tp_pos - np.arange(tp_pos.shape[0])).astype(np.int64)
+        # FPs ranked after the last TP never reach a point the AP formula looks at: drop them.
+        n_fp_used = int(fp_before[-1]) if tp_pos.shape[0] else 0
         curves.append(
             _ClassCurve(
                 class_id=c,
                 n_points=int(img_c.shape[0]),
                 tp_img=np.ascontiguousarray(img_c[tp_c]),
                 tp_pos=tp_pos,
-                fp_img=np.concatenate(([pad_index], img_c[~tp_c])).astype(np.int64),
-                fp_before=(tp_pos - np.arange(tp_pos.shape[0])).astype(np.int64),
+                fp_img=np.concatenate(([pad_index], img_c[~tp_c][:n_fp_used])).astype(np.int64),
+                fp_before=fp_before,
             )
         )
     return curves
@@ -464,8 +469,8 @@ def _weighted_ap_rows(
 
 
 def _chunk_rows(curves: list[_ClassCurve]) -> int:
-    """Resample rows per chunk so that the biggest [rows, n_preds] working array stays small."""
-    n_max = max((c.n_points for c in curves), default=0)
+    """Resample rows per chunk so that the [rows, n_preds] working arrays stay cache-sized."""
+    n_max = max((max(c.tp_img.shape[0] + 1, c.fp_img.shape[0]) for c in curves), default=0)
     return int(max(1, min(_RESAMPLE_BLOCK, _TARGET_CHUNK_ELEMENTS // max(n_max + 3, 1))))
 
 
