@@ -23,9 +23,12 @@ LEDGER_ACTION_TAG = "pfp.action"
 
 
 def export_connection_env(settings: Settings) -> None:
-    """MLflow and boto3 read credentials from os.environ; settings may come from `.env`, so export them."""
+    """MLflow and boto3 read credentials from os.environ; settings may come from `.env`, so export them.
+
+    The tracking URI is not exported: it is passed explicitly, so an embedded default never leaks into a later
+    Settings as if the user had configured a server.
+    """
     pairs = {
-        "MLFLOW_TRACKING_URI": settings.tracking_uri(),
         "MLFLOW_S3_ENDPOINT_URL": settings.mlflow_s3_endpoint_url,
         "AWS_ACCESS_KEY_ID": settings.aws_access_key_id,
         "AWS_SECRET_ACCESS_KEY": settings.aws_secret_access_key.get_secret_value()
@@ -104,8 +107,16 @@ class Registry:
         self.uri = settings.tracking_uri()
         if settings.is_embedded():
             settings.resolved_home().mkdir(parents=True, exist_ok=True)
+        saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
         mlflow.set_tracking_uri(self.uri)
         mlflow.set_registry_uri(self.uri)
+        # MLflow 3 also writes these into os.environ; undo that so the embedded default is never mistaken for a
+        # configured server by a later Settings in the same process (tests, run-all).
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
         self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
         self.staging_alias = staging_alias
         self.production_alias = production_alias

@@ -71,8 +71,12 @@ CHECK_SCRIPT = textwrap.dedent(
 
 def fresh_process_check(model_uri: str, sample_image: Path, *, timeout_s: float = 300) -> dict:
     """Load the logged model through `mlflow.pyfunc.load_model` in a new interpreter and predict one image."""
+    import mlflow
+
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
+    env["MLFLOW_TRACKING_URI"] = mlflow.get_tracking_uri()
+    env["MLFLOW_REGISTRY_URI"] = mlflow.get_registry_uri()
     try:
         proc = subprocess.run([sys.executable, "-c", CHECK_SCRIPT, model_uri, str(sample_image)],
                               capture_output=True, text=True, timeout=timeout_s, env=env)

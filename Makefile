@@ -1,0 +1,31 @@
+# The README's two commands: `make demo` (pipeline on embedded defaults) and `make test` (the test suite).
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: install demo test bench lint clean services
+
+install: $(VENV)/.installed
+
+# pip is upgraded first: the bundled pip 23 spends ~9 min backtracking through this dependency set.
+# constraints.txt pins every package (torch 2.14.1 / torchvision 0.29.1 come from local disk on these machines).
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+demo: install
+	$(BIN)/pfp run-all --demo
+
+test: install
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python benchmarks/run.py
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+
+clean:
+	rm -rf .pfp dataset runs data .pytest_cache

@@ -1,0 +1,37 @@
+"""`pfp run-all --demo` as a user runs it: the console script in a fresh process on the embedded defaults."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from tests.helpers import write_config
+
+pytestmark = pytest.mark.slow
+
+
+def test_run_all_demo_end_to_end(workdir):
+    """The whole chain runs from the console script, exits 0 and leaves a production model tagged production."""
+    pfp_bin = shutil.which("pfp") or str(Path(os.sys.executable).parent / "pfp")
+    cfg = write_config(workdir / "tiny.yaml", train__epochs=1)
+    env = {**os.environ, "PFP_HOME": str(workdir / ".pfp"), "PFP_CONFIG": str(cfg)}
+    proc = subprocess.run([pfp_bin, "run-all", "--demo", "--json"], cwd=workdir, capture_output=True, text=True,
+                          env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)
+    assert [s["step"] for s in out["result"]["steps"]] == ["split", "train", "register", "promote", "validate"]
+    assert all(s["status"] == "ok" for s in out["result"]["steps"])
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{workdir / '.pfp' / 'mlflow.db'}"
+    c = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    mv = c.get_model_version_by_alias("pfp-detector", "production")
+    assert c.get_model_version("pfp-detector", mv.version).tags["stage"] == "production"
+    # the ledger recorded every lifecycle action
+    exp = c.get_experiment_by_name("pfp-lifecycle")
+    actions = sorted(r.data.tags["pfp.action"] for r in c.search_runs([exp.experiment_id]))
+    assert actions == ["promote", "register", "validate"]
