@@ -6,16 +6,18 @@ Reject  → the challenger leaves staging, tagged `rejected`, exit 10. No stagin
 
 from __future__ import annotations
 
+from pfp_mlops.adapters.alerts import send_alert
 from pfp_mlops.domain.errors import GateFailed
 from pfp_mlops.domain.gates import validate_gate
-from pfp_mlops.domain.models import ValidateResult
+from pfp_mlops.domain.models import ModelVersionInfo, ValidateResult
 from pfp_mlops.services import ledger
 from pfp_mlops.services.context import Context
 from pfp_mlops.services.evaluation import evaluate_version
+from pfp_mlops.services.guards import leakage_guard, split_guard
 from pfp_mlops.services.split import current_split
 
 
-def run_validate(ctx: Context) -> ValidateResult:
+def run_validate(ctx: Context, *, allow_split_mismatch: bool = False) -> ValidateResult:
     reg, rc = ctx.registry, ctx.cfg.registry
     name = ctx.model_name
     challenger_v = reg.alias_version(name, rc.staging_alias)
@@ -27,6 +29,9 @@ def run_validate(ctx: Context) -> ValidateResult:
         return ValidateResult(name, None, champion_v, d, "nothing", production=champion_v)
     manifest = current_split(ctx.cfg)
     challenger = reg.version(name, challenger_v)
+    guard_notes = _guards(ctx, challenger, champion_v, manifest, allow_split_mismatch)
+    extra = {"split_fingerprint": manifest["fingerprint"], "allow_split_mismatch": str(allow_split_mismatch).lower(),
+             **({"guard": " | ".join(guard_notes)} if guard_notes else {})}
     c_eval = evaluate_version(ctx, challenger, manifest)
     p_eval = None
     if champion_v is not None and champion_v != challenger_v:
@@ -47,13 +52,36 @@ def run_validate(ctx: Context) -> ValidateResult:
         if champion_v is not None and champion_v != challenger_v:
             reg.set_tags(name, champion_v, {"stage": "archived"})
         ledger.record(ctx, "validate", from_version=champion_v, to_version=challenger_v, decision=decision,
-                      outcome="promoted", metrics=metrics)
+                      outcome="promoted", metrics=metrics, extra=extra)
         return ValidateResult(name, challenger_v, champion_v, decision, "promoted", c_eval, p_eval,
                               production=challenger_v)
     reg.move_alias(name, rc.staging_alias, None, expected=challenger_v)
     reg.set_tags(name, challenger_v, {"stage": "rejected", "rejected_reasons": " | ".join(decision.reasons)})
     ledger.record(ctx, "validate", from_version=champion_v, to_version=challenger_v, decision=decision,
-                  outcome="rejected", metrics=metrics)
+                  outcome="rejected", metrics=metrics, extra=extra)
+    alert = send_alert(
+        {"event": "rejection", "model": name, "challenger": challenger_v, "champion": champion_v,
+         "reasons": decision.reasons,
+         "summary": f"pfp: {name} challenger v{challenger_v} rejected: {'; '.join(decision.reasons)}"},
+        alerts_file=ctx.home / "alerts.jsonl", webhook_url=ctx.settings.alert_webhook_url,
+    )
+    ctx.say(f"alert: webhook {alert['webhook']}")
     result = ValidateResult(name, challenger_v, champion_v, decision, "rejected", c_eval, p_eval,
                             production=champion_v)
     raise GateFailed(f"challenger v{challenger_v} rejected: {'; '.join(decision.reasons)}", decision=result)
+
+
+def _guards(ctx: Context, challenger: ModelVersionInfo, champion_v: int | None, manifest: dict,
+            allow_split_mismatch: bool) -> list[str]:
+    """Same-split guard on the challenger, leakage check on both sides; a refusal is recorded, nothing moves."""
+    compared = [("challenger", challenger)]
+    if champion_v is not None and champion_v != challenger.version:
+        compared.append(("champion", ctx.registry.version(ctx.model_name, champion_v)))
+    try:
+        notes = split_guard(ctx, challenger, manifest, allow=allow_split_mismatch)
+        return notes + leakage_guard(ctx, compared, manifest)
+    except GateFailed as e:
+        ledger.record(ctx, "validate", from_version=champion_v, to_version=challenger.version,
+                      outcome="refused_guard",
+                      extra={"reason": e.message, "split_fingerprint": manifest["fingerprint"]})
+        raise
