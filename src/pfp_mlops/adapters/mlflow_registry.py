@@ -20,6 +20,9 @@ from pfp_mlops.settings import Settings
 
 T = TypeVar("T")
 LEDGER_ACTION_TAG = "pfp.action"
+EPOCH_TAG = "pfp.epoch."
+CLAIM_PREFIX = "pfp-claim:"
+CLAIM_STALE_S = 120.0
 
 
 def export_connection_env(settings: Settings) -> None:
@@ -76,7 +79,8 @@ def translate_errors() -> Iterator[None]:
     except Exception as e:  # requests / sqlalchemy / botocore errors without importing them eagerly
         name = type(e).__module__ + "." + type(e).__name__
         if any(k in name for k in ("requests", "urllib3", "sqlalchemy", "botocore", "boto3", "psycopg")):
-            raise InfraError(f"storage unreachable or failing ({type(e).__name__}): {str(e).splitlines()[0][:200]}") from None
+            first = str(e).splitlines()[0][:200] if str(e) else ""
+            raise InfraError(f"storage unreachable or failing ({type(e).__name__}): {first}") from None
         raise
 
 
@@ -218,20 +222,78 @@ class Registry:
             self.client.set_model_version_tag(name, str(version), k, _tag_value(v))
 
     @_translate
+    def model_tags(self, name: str) -> dict[str, str]:
+        return dict(self.client.get_registered_model(name).tags or {})
+
+    @_translate
     def move_alias(self, name: str, alias: str, version: int | None, *, expected: int | None) -> None:
-        """Point `alias` at `version` (None deletes it) only if it still points at `expected` (compare-and-set)."""
-        current = self.alias_version(name, alias)
-        if current != expected:
+        """Point `alias` at `version` (None deletes it) only if it still points at `expected` (compare-and-set).
+
+        MLflow's alias API has no compare-and-set, and "read the alias, then set it" lets two processes that read
+        the same value both win (re-reading after the set cannot tell them apart when both move it to the same
+        version). So every move claims an epoch: the registered model carries tag `pfp.epoch.<alias>` = E, and a
+        move first creates the (then soft-deleted) experiment `pfp-claim:<name>:<alias>:<E+1>`. Experiment names
+        are unique in every MLflow store (a database constraint, also over REST), so exactly one of the processes
+        that read epoch E can claim E+1; the others stop with ConcurrentPromotion and change nothing. The winner
+        sets the alias, then the epoch tag. A process that reads after the winner's move sees the alias moved.
+        A claim whose owner died before bumping the epoch is taken over after CLAIM_STALE_S seconds.
+        """
+        for _attempt in range(3):
+            rm = self.client.get_registered_model(name)
+            raw = (rm.aliases or {}).get(alias)
+            current = int(raw) if raw is not None else None
+            if current != expected:
+                raise ConcurrentPromotion(
+                    f"alias {alias!r} of {name} moved to {current} since the decision (expected {expected}); "
+                    f"nothing changed, run again"
+                )
+            epoch = _int((rm.tags or {}).get(EPOCH_TAG + alias))
+            claimed = self._claim(name, alias, epoch + 1)
+            if claimed is None:
+                break
+            if not claimed:  # the owner of claim E+1 died before bumping the epoch: skip past it
+                self.client.set_registered_model_tag(name, EPOCH_TAG + alias, str(epoch + 1))
+                continue
             raise ConcurrentPromotion(
-                f"alias {alias!r} of {name} moved to {current} since the decision (expected {expected}); "
+                f"alias {alias!r} of {name} is being moved by another process (epoch {epoch + 1} already claimed); "
                 f"nothing changed, run again"
             )
+        else:
+            raise ConcurrentPromotion(f"alias {alias!r} of {name}: could not claim a move; nothing changed, run again")
         if version is None:
             self.client.delete_registered_model_alias(name, alias)
         else:
             self.client.set_registered_model_alias(name, alias, str(version))
+        self.client.set_registered_model_tag(name, EPOCH_TAG + alias, str(epoch + 1))
+
+    def _claim(self, name: str, alias: str, epoch: int) -> bool | None:
+        """Claim one alias move. None: claimed by us. True: held by a live process. False: held by a dead one."""
+        from mlflow.exceptions import MlflowException
+
+        claim = f"{CLAIM_PREFIX}{name}:{alias}:{epoch}"
+        try:
+            exp_id = self.client.create_experiment(claim, tags={"pfp.claim_by": f"{os.getpid()}"})
+        except MlflowException as e:
+            if getattr(e, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
+                raise
+            exp = self.client.get_experiment_by_name(claim)
+            age_s = time.time() - (exp.creation_time or 0) / 1000 if exp is not None else 0.0
+            return age_s < CLAIM_STALE_S
+        with contextlib.suppress(MlflowException):  # hide it from the UI; the name stays taken
+            self.client.delete_experiment(exp_id)
+        return None
 
     # --- artifacts ---
+    @_translate
+    def log_run_artifact(self, run_id: str, local_path: Path, artifact_path: str) -> str:
+        """Attach a file to an (even finished) run; returns its `runs:/` URI."""
+        self.client.log_artifact(run_id, str(local_path), artifact_path)
+        return f"runs:/{run_id}/{artifact_path}/{local_path.name}"
+
+    @_translate
+    def run_tags(self, run_id: str) -> dict[str, str]:
+        return dict(self.client.get_run(run_id).data.tags)
+
     @_translate
     def download(self, uri: str, dst: Path) -> Path:
         import mlflow
@@ -287,6 +349,13 @@ def _as_version(v: int | str) -> int:
     if n < 1:
         raise UserError(f"model version must be a positive integer (got {v!r})")
     return n
+
+
+def _int(v: str | None) -> int:
+    try:
+        return int(v) if v is not None else 0
+    except ValueError:
+        return 0
 
 
 def _tag_value(v: Any) -> str:

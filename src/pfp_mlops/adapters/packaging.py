@@ -60,17 +60,21 @@ CHECK_SCRIPT = textwrap.dedent(
     t = time.time()
     import mlflow, pandas as pd
     m = mlflow.pyfunc.load_model(sys.argv[1])
-    out = m.predict(pd.DataFrame({"image": [sys.argv[2]]}))
-    cols = list(out.columns)
-    need = ["image", "class_id", "class_name", "confidence", "x1", "y1", "x2", "y2"]
-    assert cols == need, cols
-    print(json.dumps({"ok": True, "rows": len(out), "seconds": round(time.time() - t, 2)}))
+    rows = None
+    if len(sys.argv) > 2:
+        out = m.predict(pd.DataFrame({"image": [sys.argv[2]]}))
+        cols = list(out.columns)
+        need = ["image", "class_id", "class_name", "confidence", "x1", "y1", "x2", "y2"]
+        assert cols == need, cols
+        rows = len(out)
+    print(json.dumps({"ok": True, "rows": rows, "seconds": round(time.time() - t, 2)}))
     """
 )
 
 
-def fresh_process_check(model_uri: str, sample_image: Path, *, timeout_s: float = 300) -> dict:
-    """Load the logged model through `mlflow.pyfunc.load_model` in a new interpreter and predict one image."""
+def fresh_process_check(model_uri: str, sample_image: Path | None, *, timeout_s: float = 300) -> dict:
+    """Load the logged model through `mlflow.pyfunc.load_model` in a new interpreter and predict one image
+    (only load it when there is no image)."""
     import mlflow
 
     env = dict(os.environ)
@@ -78,13 +82,14 @@ def fresh_process_check(model_uri: str, sample_image: Path, *, timeout_s: float 
     env["MLFLOW_TRACKING_URI"] = mlflow.get_tracking_uri()
     env["MLFLOW_REGISTRY_URI"] = mlflow.get_registry_uri()
     try:
-        proc = subprocess.run([sys.executable, "-c", CHECK_SCRIPT, model_uri, str(sample_image)],
+        args = [sys.executable, "-c", CHECK_SCRIPT, model_uri, *([str(sample_image)] if sample_image else [])]
+        proc = subprocess.run(args,
                               capture_output=True, text=True, timeout=timeout_s, env=env)
     except subprocess.TimeoutExpired:
         raise GateFailed(f"runtime check: loading {model_uri} did not finish within {timeout_s:.0f}s") from None
     if proc.returncode != 0:
         lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-        last = lines[-1] if lines else f"exit code {proc.returncode}"
+        last = _last_error(lines) or f"exit code {proc.returncode}"
         raise GateFailed(f"runtime check: the model does not load and predict in a fresh process: {last[:300]}")
     try:
         return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -135,3 +140,67 @@ def runtime_mismatches(requirements: list[str], installed: dict[str, str]) -> li
         if not ok:
             problems.append(f"{key} {have} does not satisfy {req.specifier}")
     return problems
+
+
+def _last_error(lines: list[str]) -> str:
+    """The most telling line of a child's stderr: the last exception line, else the last line."""
+    for ln in reversed(lines):
+        if ln and not ln.startswith((" ", "\t")) and ("Error" in ln or "Exception" in ln):
+            return ln.strip()
+    return lines[-1].strip() if lines else ""
+
+
+ENV_CHECK_SCRIPT = textwrap.dedent(
+    """
+    import sys, pandas as pd, mlflow.models
+    mlflow.models.predict(sys.argv[1], input_data=pd.DataFrame({"image": [sys.argv[2]]}), env_manager=sys.argv[3],
+                          output_path=sys.argv[4])
+    """
+)
+_NETWORK_SIGNS = ("could not find a version", "no matching distribution", "failed to establish", "connection refused",
+                  "network is unreachable", "max retries", "temporary failure in name resolution", "timed out",
+                  "read timed out", "failed to fetch", "connecterror", "dns error", "name or service not known",
+                  "proxyerror", "retrying (retry(", "failed to download")
+_TOOL_SIGNS = ("could not find the pyenv", "pyenv", "executable not found", "no such file or directory: 'uv'",
+               "uv: not found", "virtualenv: not found", "no module named virtualenv")
+
+
+def isolated_env_check(model_uri: str, sample_image: Path, *, env_manager: str = "uv", workdir: Path,
+                       timeout_s: float = 1800) -> dict:
+    """`--check-env`: build an environment from the model's own requirements and predict one image in it.
+
+    Needs a package index (and for `virtualenv`, pyenv): an environment that cannot be built because the index
+    is unreachable is an infrastructure error (exit 3), a missing tool a configuration error (exit 2), a model
+    that fails inside a built environment a failed gate (exit 10).
+    """
+    import time
+
+    import mlflow
+
+    from pfp_mlops.domain.errors import InfraError
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    out = workdir / "env_check_prediction.json"
+    env = dict(os.environ)
+    env["MLFLOW_TRACKING_URI"] = mlflow.get_tracking_uri()
+    env["MLFLOW_REGISTRY_URI"] = mlflow.get_registry_uri()
+    t0 = time.time()
+    try:
+        proc = subprocess.run([sys.executable, "-c", ENV_CHECK_SCRIPT, model_uri, str(sample_image), env_manager,
+                               str(out)], capture_output=True, text=True, timeout=timeout_s, env=env)
+    except subprocess.TimeoutExpired:
+        raise InfraError(f"--check-env: building the isolated {env_manager} environment did not finish within "
+                         f"{timeout_s:.0f}s (slow or unreachable package index?)") from None
+    seconds = round(time.time() - t0, 1)
+    if proc.returncode == 0:
+        return {"env_manager": env_manager, "seconds": seconds, "ok": True}
+    text = (proc.stderr + proc.stdout).lower()
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    last = _last_error(lines)[:240] or f"exit code {proc.returncode}"
+    if any(k in text for k in _NETWORK_SIGNS):
+        raise InfraError(f"--check-env: could not build the isolated {env_manager} environment from the model's "
+                         f"requirements: package index unreachable ({last}); run without --check-env offline")
+    if any(k in text for k in _TOOL_SIGNS) or "found" in last.lower() and env_manager in last.lower():
+        raise ConfigError(f"--check-env: the {env_manager} environment manager is not usable here ({last})")
+    raise GateFailed(f"--check-env: the model does not load and predict in an isolated {env_manager} environment "
+                     f"built from its requirements: {last}")

@@ -175,3 +175,13 @@ def _class_drops(challenger: object, champion: object, tolerance: float) -> list
 
 def _fmt_rel(rel: float) -> str:
     return "+inf %" if math.isinf(rel) else f"{rel:+.2%}"
+
+
+def leaked_test_items(trained: Mapping[str, list[str]], current: Mapping[str, list[str]]) -> list[str]:
+    """Current TEST items that a model saw in training: same path or same image bytes in its train/valid sets.
+
+    Both mappings are split manifests' `items`: image path → [content hash, split].
+    """
+    seen_paths = {p for p, (_, s) in trained.items() if s in ("train", "valid")}
+    seen_hashes = {h for h, s in trained.values() if s in ("train", "valid")}
+    return sorted(p for p, (h, s) in current.items() if s == "test" and (p in seen_paths or h in seen_hashes))

@@ -15,11 +15,13 @@ from pfp_mlops.domain.models import Decision, RegisterResult
 from pfp_mlops.services import ledger
 from pfp_mlops.services.context import Context, git_state, who
 from pfp_mlops.services.evaluation import EVAL_TAG_PREFIX, evaluate_weights, metric_tags
+from pfp_mlops.services.guards import SPLIT_MANIFEST_TAG, store_training_manifest
 from pfp_mlops.services.split import current_split
 from pfp_mlops.services.train import read_training_info
 
 
-def run_register(ctx: Context, *, training_info: Path | None = None) -> RegisterResult:
+def run_register(ctx: Context, *, training_info: Path | None = None, check_env: str | None = None) -> RegisterResult:
+    """`check_env`: an MLflow env manager (uv, virtualenv, conda) for the opt-in isolated-environment check."""
     from pfp_mlops.adapters import packaging, yolo
 
     info = read_training_info(ctx, training_info)
@@ -52,19 +54,45 @@ def run_register(ctx: Context, *, training_info: Path | None = None) -> Register
     except GateFailed as e:
         raise refuse(Decision("runtime", False, [e.message], {}), "refused_runtime") from None
     ctx.say(f"runtime check: loaded and predicted in a fresh process in {check.get('seconds')}s")
+    env_check = None
+    if check_env:
+        ctx.say(f"--check-env: building an isolated {check_env} environment from the model's requirements")
+        try:
+            env_check = packaging.isolated_env_check(model_uri, sample, env_manager=check_env,
+                                                     workdir=ctx.home / "env-check")
+        except GateFailed as e:
+            raise refuse(Decision("runtime", False, [e.message], {}), "refused_env_check") from None
+        ctx.say(f"--check-env: passed in {env_check['seconds']}s")
+    training_fp = info.get("split_fingerprint", "")
+    manifest_uri = store_training_manifest(ctx, info["run_id"], training_fp, manifest)
+    if manifest_uri is None:
+        ctx.say("warning: the current split is not the one this model was trained on; its training manifest is "
+                "not stored, so leakage cannot be checked against it later")
+    run_tags = ctx.registry.run_tags(info["run_id"])
 
     tags = {
         "stage": "candidate",
         **metric_tags(ev),
         EVAL_TAG_PREFIX + ev.protocol_fingerprint: json.dumps(ev.to_dict()),
         "split_fingerprint": manifest["fingerprint"],
-        "training_split_fingerprint": info.get("split_fingerprint", ""),
+        "training_split_fingerprint": training_fp,
         "training_run_id": info["run_id"],
         "registered_by": who(),
         "runtime_check": "passed",
         **{f"runtime.{k}": v for k, v in runtime.items()},
         **git_state(),
     }
+    # lineage that only exists sometimes: DVC data version (pfp_mlops.adapters.dvc writes it into
+    # training_info.json), the training run's own commit, the stored training manifest, the env check
+    if info.get("data_version"):
+        tags["data_version"] = info["data_version"]
+    for key in ("git_commit", "git_dirty"):
+        if run_tags.get(f"pfp.{key}"):
+            tags[f"training_{key}"] = run_tags[f"pfp.{key}"]
+    if manifest_uri:
+        tags[SPLIT_MANIFEST_TAG] = manifest_uri
+    if env_check:
+        tags["env_check"] = f"passed ({env_check['env_manager']})"
     if declared:
         tags["production_runtime"] = "; ".join(declared)
     version = ctx.registry.register(ctx.model_name, model_uri, info["run_id"], {k: str(v) for k, v in tags.items()})
