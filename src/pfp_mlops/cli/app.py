@@ -6,8 +6,10 @@ import typer
 
 from pfp_mlops.cli.commands import (
     demo_data,
+    history,
     promote,
     register,
+    repair,
     rollback,
     run_all,
     split,
@@ -34,6 +36,8 @@ app.command("validate")(validate.validate)
 app.command("rollback")(rollback.rollback)
 app.command("run-all")(run_all.run_all)
 app.command("status")(status.status)
+app.command("history")(history.history)
+app.command("repair")(repair.repair)
 
 
 def main() -> None:

@@ -154,3 +154,17 @@ class PipelineResult(Result):
     steps: list[StepOutcome]
     exit_code: int
     duration_s: float
+
+
+@dataclass(frozen=True)
+class RegressionResult(Result):
+    """`pfp validate --against previous`: production against the previous production on current data."""
+
+    name: str
+    production: int | None
+    previous: int | None
+    decision: Decision
+    action: str  # kept / rolled_back / nothing
+    production_eval: EvalResult | None = None
+    previous_eval: EvalResult | None = None
+    rollback: RollbackResult | None = None

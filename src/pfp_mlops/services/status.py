@@ -4,24 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from pfp_mlops.domain.models import ModelVersionInfo
+from pfp_mlops.domain.rollback_policy import tag_repairs
 from pfp_mlops.services.context import Context
 
 
 def run_status(ctx: Context) -> dict[str, Any]:
-    reg, rc, name = ctx.registry, ctx.cfg.registry, ctx.model_name
+    reg, name = ctx.registry, ctx.model_name
     if not reg.model_exists(name):
         return {"model": name, "tracking_uri": _safe(ctx.settings.tracking_uri()), "versions": [], "aliases": {},
                 "drift": []}
     versions = reg.versions(name)
     aliases = {a: v.version for v in versions for a in v.aliases}
-    drift = []
-    alias_stage = {rc.production_alias: "production", rc.staging_alias: "staging"}
-    for v in versions:
-        expected = next((alias_stage[a] for a in v.aliases if a in alias_stage), None)
-        if expected and v.stage != expected:
-            drift.append(f"v{v.version} holds alias {expected} but is tagged stage={v.stage}")
-        if not expected and v.stage in ("production", "staging"):
-            drift.append(f"v{v.version} is tagged stage={v.stage} but holds no {v.stage} alias")
+    drift = [f"v{v} {why} but is tagged stage={now} (should be {want})"
+             for v, now, want, why in drift_of(ctx, versions)]
     rows = [
         {"version": v.version, "aliases": v.aliases, "stage": v.stage, "map50": v.metric("map50"),
          "recall": v.metric("recall"), "split_fingerprint": v.tags.get("split_fingerprint"),
@@ -30,6 +26,18 @@ def run_status(ctx: Context) -> dict[str, Any]:
     ]
     return {"model": name, "tracking_uri": _safe(ctx.settings.tracking_uri()), "versions": rows,
             "aliases": aliases, "drift": drift}
+
+
+def drift_of(ctx: Context, versions: list[ModelVersionInfo]) -> list[tuple[int, str | None, str, str]]:
+    """Stage tags that disagree with the aliases (the aliases are the truth)."""
+    rc = ctx.cfg.registry
+    holders: dict[str, int | None] = {"production": None, "staging": None}
+    for v in versions:
+        if rc.production_alias in v.aliases:
+            holders["production"] = v.version
+        if rc.staging_alias in v.aliases:
+            holders["staging"] = v.version
+    return tag_repairs({v.version: v.stage for v in versions}, holders)
 
 
 def _safe(uri: str) -> str:

@@ -4,12 +4,13 @@ from typing import Annotated
 
 import typer
 
-from pfp_mlops.cli.options import ConfigOpt, JsonOpt, ProfileOpt
+from pfp_mlops.cli.options import AllowSplitMismatchOpt, ConfigOpt, JsonOpt, ProfileOpt
 
 
 def promote(
     version: Annotated[str | None, typer.Option("--version", help="Version to stage (default: latest candidate).")]
     = None,
+    allow_split_mismatch: AllowSplitMismatchOpt = False,
     config: ConfigOpt = None, profile: ProfileOpt = None, json: JsonOpt = False,
 ) -> None:
     """Move a version to staging (alias + stage tag) when it meets the staging thresholds."""
@@ -20,7 +21,8 @@ def promote(
         from pfp_mlops.services.promote import run_promote
         from pfp_mlops.services.rollback import parse_version
 
-        return run_promote(inv.ctx, version=parse_version(version, "--version"))
+        return run_promote(inv.ctx, version=parse_version(version, "--version"),
+                           allow_split_mismatch=allow_split_mismatch)
 
     def render(r):
         if hasattr(r, "gate"):

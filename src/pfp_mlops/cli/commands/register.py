@@ -11,6 +11,9 @@ from pfp_mlops.cli.options import ConfigOpt, JsonOpt, ProfileOpt
 def register(
     training_info: Annotated[Path | None, typer.Option("--training-info", help="Default: runs/training_info.json.")]
     = None,
+    check_env: Annotated[bool, typer.Option("--check-env", help="Also predict in an isolated environment built from "
+                                             "the model's own requirements (needs a package index).")] = False,
+    env_manager: Annotated[str, typer.Option("--env-manager", help="For --check-env: uv, virtualenv or conda.")] = "uv",
     config: ConfigOpt = None, profile: ProfileOpt = None, json: JsonOpt = False,
 ) -> None:
     """Evaluate on TEST, apply the minimum score, check production can load it, register a new version."""
@@ -20,7 +23,11 @@ def register(
     def body(inv):
         from pfp_mlops.services.register import run_register
 
-        return run_register(inv.ctx, training_info=training_info)
+        if env_manager not in ("uv", "virtualenv", "conda"):
+            from pfp_mlops.domain.errors import UserError
+
+            raise UserError(f"--env-manager must be uv, virtualenv or conda (got {env_manager!r})")
+        return run_register(inv.ctx, training_info=training_info, check_env=env_manager if check_env else None)
 
     def render(r):
         if hasattr(r, "gate"):  # a refused Decision

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
-from pfp_mlops.cli.options import ConfigOpt, JsonOpt, ProfileOpt
+from typing import Annotated
+
+import typer
+
+from pfp_mlops.cli.options import AllowSplitMismatchOpt, ConfigOpt, JsonOpt, ProfileOpt
 
 
 def render_validate(r) -> None:
@@ -15,13 +19,46 @@ def render_validate(r) -> None:
     output.kv(f"validate {r.name}", rows)
 
 
-def validate(config: ConfigOpt = None, profile: ProfileOpt = None, json: JsonOpt = False) -> None:
+def render_regression(r) -> None:
+    from pfp_mlops.cli import output
+
+    rows = [("action", r.action), ("production", r.production), ("previous production", r.previous)]
+    for label, ev in (("production", r.production_eval), ("previous", r.previous_eval)):
+        if ev is not None:
+            rows.append((f"{label} mAP50", ev.map50))
+    rows += [("reason", x) for x in r.decision.reasons]
+    output.kv(f"regression watch {r.name}", rows)
+
+
+def validate(
+    allow_split_mismatch: AllowSplitMismatchOpt = False,
+    against: Annotated[str | None, typer.Option(
+        "--against", help="`previous`: regression watch; production vs the previous production on current data, "
+                          "automatic rollback (exit 13) when production is worse.")] = None,
+    tolerance: Annotated[float, typer.Option(
+        "--tolerance", help="With --against previous: how much worse (absolute, gate metric) production may be.")]
+    = 0.0,
+    config: ConfigOpt = None, profile: ProfileOpt = None, json: JsonOpt = False,
+) -> None:
     """Evaluate staging and production on the same test split; promote only if the gate is met, else reject."""
     from pfp_mlops.cli.runner import run
 
     def body(inv):
+        from pfp_mlops.domain.errors import UserError
+
+        if against is not None:
+            if against != "previous":
+                raise UserError(f"--against must be 'previous' (got {against!r})")
+            if not 0 <= tolerance <= 1:
+                raise UserError(f"--tolerance must be between 0 and 1 (got {tolerance})")
+            from pfp_mlops.services.regression import run_regression_watch
+
+            return run_regression_watch(inv.ctx, tolerance=tolerance)
         from pfp_mlops.services.validate import run_validate
 
-        return run_validate(inv.ctx)
+        return run_validate(inv.ctx, allow_split_mismatch=allow_split_mismatch)
 
-    run("validate", body, render_validate, json_out=json, config=config, profile=profile)
+    def render(r):
+        (render_regression if hasattr(r, "previous") else render_validate)(r)
+
+    run("validate", body, render, json_out=json, config=config, profile=profile)
