@@ -1,20 +1,40 @@
 from __future__ import annotations
 
+from typing import Annotated
+
+import typer
+
 from pfp_mlops.cli.options import ConfigOpt, DemoOpt, JsonOpt, ProfileOpt
 
+_STEPS = "split, train, register, promote, validate"
 
-def run_all(demo: DemoOpt = False, config: ConfigOpt = None, profile: ProfileOpt = None, json: JsonOpt = False) -> None:
-    """The whole chain: split → train → register → promote → validate, with a summary table."""
+
+def run_all(
+    demo: DemoOpt = False,
+    force: Annotated[bool, typer.Option("--force", help="Rerun every selected step, even if unchanged.")] = False,
+    from_step: Annotated[str | None, typer.Option("--from", metavar="STEP",
+                                                  help=f"Rerun from STEP ({_STEPS}); earlier ones don't run.")] = None,
+    until_step: Annotated[str | None, typer.Option("--until", metavar="STEP",
+                                                   help="Stop after STEP; later steps are not run.")] = None,
+    wait: Annotated[float, typer.Option("--wait", metavar="SECONDS", min=0,
+                                        help="How long to wait for another run-all of this project to finish.")] = 10.0,
+    config: ConfigOpt = None,
+    profile: ProfileOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """The whole chain: split → train → register → promote → validate, skipping steps whose inputs are unchanged."""
     from pfp_mlops.cli import output
     from pfp_mlops.cli.errors import exit_code_for
     from pfp_mlops.cli.runner import run
 
     def body(inv):
+        from pfp_mlops.services.pipeline import STEPS, Selection
         from pfp_mlops.services.pipeline import run_all as service
 
+        sel = Selection(first=from_step or STEPS[0], last=until_step or STEPS[-1], force=force)
         if not json:
             inv.ctx.progress = lambda msg: output.console().print(msg)
-        return service(inv.ctx, demo=demo, exit_code_of=exit_code_for)
+        return service(inv.ctx, demo=demo, exit_code_of=exit_code_for, selection=sel, wait_s=wait)
 
     def render(r):
         output.table(f"run-all ({r.duration_s:.1f}s)", ("step", "status", "seconds", "result"),
