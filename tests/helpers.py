@@ -13,7 +13,8 @@ from pfp_mlops.cli.app import app
 
 TINY = {
     "demo": {"n_images": 100, "imgsz": 96, "seed": 0},
-    "train": {"epochs": 20, "imgsz": 96, "batch": 4, "hyperparameters": {"warmup_epochs": 0, "mosaic": 0.0}},
+    "train": {"epochs": 20, "imgsz": 96, "batch": 4, "hyperparameters": {"warmup_epochs": 0, "mosaic": 0.0},
+              "search": {"n_trials": 1}},
     "evaluation": {"imgsz": 96, "batch": 16},
     "gates": {"register": {"min_map50": 0.0}, "promote": {"min_map50": 0.0}},
 }

@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pfp_mlops.domain.errors import ConfigError
@@ -193,23 +202,81 @@ class SplitConfig(_Strict):
 
 
 class SearchParam(_Strict):
+    """One dimension of the search space: an Ultralytics train argument (lr0, mosaic, …), `batch` or `imgsz`."""
+
     type: Literal["float", "int", "categorical"]
     low: float | None = None
     high: float | None = None
     log: bool = False
-    step: float | None = None
+    step: float | None = Field(default=None, gt=0)
     choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SearchParam:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical parameter needs a non-empty `choices` list")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError(f"a {self.type} parameter needs `low` and `high`")
+        if self.low >= self.high:
+            raise ValueError(f"low ({self.low:g}) must be below high ({self.high:g})")
+        if self.log and self.low <= 0:
+            raise ValueError("a log-scale parameter needs low > 0")
+        if self.log and self.step is not None:
+            raise ValueError("`log` and `step` cannot be combined")
+        return self
+
+
+def _p(type_: str, low: float | None = None, high: float | None = None, *, log: bool = False,
+       choices: list[Any] | None = None) -> SearchParam:
+    return SearchParam(type=type_, low=low, high=high, log=log, choices=choices)  # type: ignore[arg-type]
+
+
+# The built-in search space (configs/default.yaml states the same). Ultralytics' own defaults lie inside every range.
+DEFAULT_SPACE: dict[str, SearchParam] = {
+    "optimizer": _p("categorical", choices=["SGD", "AdamW"]),
+    "lr0": _p("float", 1e-4, 1e-1, log=True),
+    "lrf": _p("float", 0.01, 0.5, log=True),
+    "momentum": _p("float", 0.6, 0.98),
+    "weight_decay": _p("float", 1e-5, 1e-2, log=True),
+    "warmup_epochs": _p("float", 0.0, 5.0),
+    "hsv_h": _p("float", 0.0, 0.1),
+    "hsv_s": _p("float", 0.0, 0.9),
+    "hsv_v": _p("float", 0.0, 0.9),
+    "degrees": _p("float", 0.0, 30.0),
+    "translate": _p("float", 0.0, 0.5),
+    "scale": _p("float", 0.0, 0.9),
+    "fliplr": _p("float", 0.0, 1.0),
+    "mosaic": _p("float", 0.0, 1.0),
+    "mixup": _p("float", 0.0, 0.5),
+    "batch": _p("categorical", choices=[8, 16, 32]),
+    "imgsz": _p("categorical", choices=[256, 320, 384]),
+}
 
 
 class SearchConfig(_Strict):
-    n_trials: int = Field(default=1, ge=1)
+    """The Optuna study of `pfp train`. Trial 0 of a study is the baseline (train.hyperparameters as configured);
+    later trials sample `space`. n_trials counts every finished trial of the study, across runs and processes."""
+
+    n_trials: int = Field(default=20, ge=1)
     timeout_s: float | None = Field(default=None, gt=0)
+    trial_epochs: int | None = Field(default=None, ge=1)  # epochs per trial; null = train.epochs
     sampler_seed: int = 0
-    pruner: Literal["none", "median", "hyperband"] = "median"
-    pruner_warmup_epochs: int = Field(default=1, ge=0)
+    pruner: Literal["none", "median", "hyperband", "threshold"] = "median"
+    pruner_warmup_epochs: int = Field(default=3, ge=0)
+    pruner_startup_trials: int = Field(default=2, ge=0)  # completed trials before any pruning
+    pruner_threshold: float = Field(default=0.05, ge=0, le=1)  # `threshold`: prune when valid mAP50 is below
     study_name: str | None = None
     retrain_best: bool = False
-    space: dict[str, SearchParam] = Field(default_factory=dict)
+    space: dict[str, SearchParam] = Field(default_factory=lambda: dict(DEFAULT_SPACE))
+
+    @field_validator("study_name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$", v):
+            raise ValueError(f"invalid study name {v!r} (letters, digits, '.', '_', '-')")
+        return v
 
 
 class TrainConfig(_Strict):
@@ -220,7 +287,8 @@ class TrainConfig(_Strict):
     workers: int = Field(default=0, ge=0)
     seed: int = 0
     patience: int = Field(default=100, ge=0)
-    amp: bool = True
+    amp: bool = True  # used on GPU only
+    plots: bool = True  # loss/mAP curves, PR curve, confusion matrix (PNG) of every completed trial
     hyperparameters: dict[str, float | int | bool | str] = Field(default_factory=dict)
     search: SearchConfig = SearchConfig()
 

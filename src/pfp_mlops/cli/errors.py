@@ -11,6 +11,7 @@ EXIT_CODES: list[tuple[type[BaseException], int, str]] = [
     (E.ConcurrentPromotion, 12, "lost a concurrent promotion"),
     (E.RegressionRolledBack, 13, "regression detected and rolled back"),
     (E.InfraError, 3, "infrastructure unreachable: MLflow, S3/MinIO, DVC remote"),
+    (E.TrainingFailed, 1, "training produced no model: every trial failed"),
     (E.UserError, 2, "bad input or configuration: usage, CSV, labels, env values, unknown version"),
 ]
 INTERNAL = 1

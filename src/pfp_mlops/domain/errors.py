@@ -6,6 +6,7 @@
     │   ├── DataError             dataset_info.csv, images, labels, splits
     │   └── NotFoundError         unknown model, version, run or file
     ├── InfraError                MLflow, S3/MinIO or DVC remote unreachable     → exit 3
+    ├── TrainingFailed            no training trial completed (all crashed)      → exit 1
     ├── GateFailed                a gate said no (not registered/promoted/rejected) → exit 10
     ├── Inconclusive              significance verdict inconclusive              → exit 11
     ├── ConcurrentPromotion       an alias moved since the decision was made     → exit 12
@@ -47,6 +48,10 @@ class NotFoundError(UserError):
 
 class InfraError(PfpError):
     """A service (MLflow, S3, DVC remote) could not be reached or answered with a server error."""
+
+
+class TrainingFailed(PfpError):
+    """Training produced no model: every trial of the study failed (the message names the last error)."""
 
 
 class GateFailed(PfpError):

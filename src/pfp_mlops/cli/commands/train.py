@@ -1,20 +1,85 @@
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 from pfp_mlops.cli.options import ConfigOpt, JsonOpt, ProfileOpt
 
 
 def train(config: ConfigOpt = None, profile: ProfileOpt = None, json: JsonOpt = False) -> None:
-    """Train YOLO on the current split; every run tracked in MLflow; best weights + runs/training_info.json."""
+    """Run (or resume) the Optuna study on the VALID split; every trial an MLflow child run; best weights +
+    runs/training_info.json."""
     from pfp_mlops.cli import output
     from pfp_mlops.cli.runner import run
 
     def body(inv):
         from pfp_mlops.services.train import run_train
 
-        return run_train(inv.ctx)
+        if json or not sys.stderr.isatty():
+            return run_train(inv.ctx)  # plain log lines (CI, pipes)
+        with LiveTrainDisplay() as display:
+            inv.ctx.progress = display.message
+            inv.ctx.extra["train_progress"] = display.update
+            return run_train(inv.ctx)
 
     def render(r):
-        output.kv("train", [("run", r.run_id), ("weights", r.weights), ("epochs", r.epochs),
-                            *((f"valid {k}", v) for k, v in r.valid_metrics.items()), ("duration s", r.duration_s)])
+        st = r.study or {}
+        output.kv("train", [("run", r.run_id), ("weights", r.weights), ("study", st.get("name")),
+                            ("best trial", st.get("best_trial")),
+                            ("trials", f"{st.get('complete', 0)} complete, {st.get('pruned', 0)} pruned, "
+                                       f"{st.get('fail', 0)} failed"),
+                            *((f"best {k}", v) for k, v in (st.get("best_params") or {}).items()),
+                            ("epochs", r.epochs), *((f"valid {k}", v) for k, v in r.valid_metrics.items()),
+                            ("duration s", r.duration_s)])
 
     run("train", body, render, json_out=json, config=config, profile=profile)
+
+
+class LiveTrainDisplay:
+    """A rich live panel on stderr: trial i/N, epoch, current and best VALID mAP50, pruned/failed, time."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        self.console = Console(stderr=True, highlight=False)
+        self.snapshot: Any = None
+        self.live = Live(self._render(), console=self.console, refresh_per_second=2, transient=True)
+
+    def __enter__(self) -> LiveTrainDisplay:
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.live.__exit__(*exc)
+
+    def message(self, text: str) -> None:
+        self.console.print(text)
+
+    def update(self, p: Any) -> None:
+        self.snapshot = p
+        self.live.update(self._render())
+
+    def _render(self) -> Any:
+        from rich.table import Table
+
+        t = Table.grid(padding=(0, 2))
+        p = self.snapshot
+        if p is None:
+            t.add_row("[bold]pfp train[/]", "opening the study…")
+            return t
+
+        def f(v: float | None) -> str:
+            return "-" if v is None else f"{v:.4f}"
+
+        from pfp_mlops.services.train import _hms
+
+        left = "-" if p.remaining_s is None else _hms(p.remaining_s)
+        t.add_row("[bold]study[/]", p.study)
+        t.add_row("[bold]trial[/]", f"{p.trial}/{p.n_trials}" + (f"  (#{p.trial_number})" if p.trial_number is not None
+                                                                   else ""))
+        t.add_row("[bold]epoch[/]", f"{p.epoch}/{p.epochs}" if p.epochs else "-")
+        t.add_row("[bold]valid mAP50[/]", f"current {f(p.current_map50)}   best {f(p.best_map50)}")
+        t.add_row("[bold]trials[/]", f"{p.complete} complete, {p.pruned} pruned, {p.failed} failed")
+        t.add_row("[bold]time[/]", f"elapsed {_hms(p.elapsed_s)}   budget left {left}")
+        return t

@@ -1,0 +1,75 @@
+"""MLflow tracking of a training: a parent run per `pfp train`, one child run per trial.
+
+Runs are created and ended through `MlflowClient` by id, never through the fluent active-run stack, so an
+exception anywhere (a crash, Ctrl-C, a pruned trial) cannot leave an active run behind: every run this module
+starts is ended by the caller with an explicit status (FINISHED, FAILED or KILLED).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from pfp_mlops.adapters.mlflow_registry import translate_errors
+
+_PARAM_MAX = 6000  # MLflow's param value limit (older servers: 500); longer values go to an artifact instead
+
+
+class Tracker:
+    def __init__(self, client: Any, experiment_id: str) -> None:
+        self.client = client
+        self.experiment_id = experiment_id
+
+    def start(self, name: str, *, parent_id: str | None = None, tags: dict[str, Any] | None = None) -> str:
+        all_tags = {k: str(v) for k, v in (tags or {}).items()}
+        all_tags["mlflow.runName"] = name
+        if parent_id:
+            all_tags["mlflow.parentRunId"] = parent_id
+        with translate_errors():
+            run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
+        return run.info.run_id
+
+    def params(self, run_id: str, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(str(k)[:250], str(v)[:_PARAM_MAX]) for k, v in params.items()]
+        with translate_errors():
+            for i in range(0, len(items), 100):
+                self.client.log_batch(run_id, params=items[i:i + 100])
+
+    def metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v in metrics.items()
+                 if v is not None and not (isinstance(v, float) and math.isnan(v))]
+        if items:
+            with translate_errors():
+                self.client.log_batch(run_id, metrics=items)
+
+    def tags(self, run_id: str, tags: dict[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        with translate_errors():
+            self.client.log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+
+    def artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
+        with translate_errors():
+            self.client.log_artifact(run_id, str(path), artifact_path=artifact_path)
+
+    def download(self, run_id: str, artifact_path: str, dst: Path) -> Path:
+        dst.mkdir(parents=True, exist_ok=True)
+        with translate_errors():
+            return Path(self.client.download_artifacts(run_id, artifact_path, str(dst)))
+
+    def end(self, run_id: str, status: str) -> None:
+        """FINISHED, FAILED or KILLED."""
+        with translate_errors():
+            self.client.set_terminated(run_id, status=status)
+
+    def children(self, parent_id: str) -> list[Any]:
+        with translate_errors():
+            return self.client.search_runs([self.experiment_id],
+                                           filter_string=f"tags.mlflow.parentRunId = '{parent_id}'")
