@@ -47,6 +47,7 @@ def run_register(ctx: Context, *, training_info: Path | None = None, check_env: 
     if mismatches:
         raise refuse(Decision("runtime", False, mismatches, {}), "refused_runtime")
 
+    ctx.registry  # noqa: B018 - points MLflow's fluent API (log_pyfunc) at the configured store first
     model_uri = packaging.log_pyfunc(weights, run_id=info["run_id"], imgsz=ctx.cfg.evaluation.imgsz)
     sample = _sample_image(manifest)
     try:
