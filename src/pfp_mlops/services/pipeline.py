@@ -71,10 +71,13 @@ def data_fingerprint(data_dir: Path) -> str:
     """Every file under the data folder by (path, size, mtime): cheap enough for every run, like DVC's state cache.
 
     A touched but unchanged file only re-runs the split (seconds); the split fingerprint, which hashes contents,
-    decides whether anything downstream runs.
+    decides whether anything downstream runs. Files `.dvcignore` leaves out (Ultralytics' labels.cache) are left out.
     """
+    from pfp_mlops.adapters.dvc import ignore_patterns, is_ignored
+
     if not data_dir.is_dir():
         return "missing"
+    patterns = ignore_patterns()
     entries = []
     for root, dirs, files in os.walk(data_dir):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -82,8 +85,11 @@ def data_fingerprint(data_dir: Path) -> str:
             if f.startswith("."):
                 continue
             p = Path(root) / f
+            rel = p.relative_to(data_dir).as_posix()
+            if is_ignored(rel, patterns):
+                continue
             st = p.stat()
-            entries.append((p.relative_to(data_dir).as_posix(), st.st_size, st.st_mtime_ns))
+            entries.append((rel, st.st_size, st.st_mtime_ns))
     return digest(entries)
 
 

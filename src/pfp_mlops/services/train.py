@@ -397,8 +397,13 @@ def _finish(s: _Search, parent: str, manifest: dict[str, Any], runs_dir: Path) -
              "best_value": best.value, "best_params": best.params, "best_trial_run_id": trial_run,
              "n_trials": s.sc.n_trials, "trials": len(trials), **counts, "retrained_run_id": retrained,
              "objective": "valid map50"}
+    from pfp_mlops.adapters.dvc import data_version  # the DVC hash of data/ (issue 5): lineage of the version
+
+    dv = data_version(s.ctx.cfg.paths.data_dir)
+    s.tracker.tags(parent, {"pfp.data_version": dv.md5 or "", "pfp.data_version_source": dv.source})
     info = {
         "run_id": parent,
+        "data_version": dv.md5,
         "weights": str(best_pt),
         "split_fingerprint": manifest["fingerprint"],
         "data_yaml": manifest["data_yaml"],
