@@ -64,3 +64,25 @@ def test_production_runtime_from_specifiers_or_a_file(tmp_path):
     assert read_production_runtime(str(req)) == ["torch==2.5.1", "numpy"]
     with pytest.raises(ConfigError, match="not found"):
         read_production_runtime(str(tmp_path / "missing.txt"))
+
+
+@pytest.mark.parametrize(
+    ("output", "last", "error", "code"),
+    [
+        ("curl: (6) Could not resolve host: www.python.org\nerror: failed to download Python-3.11.7.tar.xz\n",
+         "ShellCommandException: Non-zero exit code: 1", "InfraError", 3),
+        ("ERROR: No matching distribution found for torch==2.14.1", "x", "InfraError", 3),
+        ("MlflowException: Found 'uv' as env_manager, but the 'uv' command is not found in the PATH.", "x",
+         "ConfigError", 2),
+        ("ModuleNotFoundError: No module named 'ultralytics'", "ModuleNotFoundError: No module named 'ultralytics'",
+         "GateFailed", 10),
+    ],
+)
+def test_check_env_failures_map_to_exit_codes(output, last, error, code):
+    """An unreachable index is exit 3 (offline machines), a missing tool exit 2, a failing model exit 10."""
+    from pfp_mlops.adapters.packaging import env_check_failure
+    from pfp_mlops.cli.errors import exit_code_for
+
+    exc = env_check_failure(output, last, "virtualenv")
+    assert type(exc).__name__ == error and exit_code_for(exc) == code
+    assert exc.message.startswith("--check-env:") and "\n" not in exc.message

@@ -11,7 +11,7 @@ from importlib import metadata
 from pathlib import Path
 
 from pfp_mlops.adapters.mlflow_registry import translate_errors
-from pfp_mlops.domain.errors import ConfigError, GateFailed
+from pfp_mlops.domain.errors import ConfigError, GateFailed, PfpError
 
 MODEL_CODE = Path(__file__).with_name("yolo_pyfunc.py")
 PINNED = ("mlflow", "torch", "torchvision", "pandas", "numpy", "pillow")
@@ -157,12 +157,13 @@ ENV_CHECK_SCRIPT = textwrap.dedent(
                           output_path=sys.argv[4])
     """
 )
-_NETWORK_SIGNS = ("could not find a version", "no matching distribution", "failed to establish", "connection refused",
-                  "network is unreachable", "max retries", "temporary failure in name resolution", "timed out",
-                  "read timed out", "failed to fetch", "connecterror", "dns error", "name or service not known",
-                  "proxyerror", "retrying (retry(", "failed to download")
-_TOOL_SIGNS = ("could not find the pyenv", "pyenv", "executable not found", "no such file or directory: 'uv'",
-               "uv: not found", "virtualenv: not found", "no module named virtualenv")
+_NETWORK_SIGNS = ("could not resolve host", "could not find a version", "no matching distribution",
+                  "failed to establish", "connection refused", "network is unreachable", "max retries",
+                  "temporary failure in name resolution", "timed out", "failed to fetch", "connecterror", "dns error",
+                  "name or service not known", "proxyerror", "retrying (retry(", "failed to download")
+_TOOL_SIGNS = ("could not find the pyenv", "command is not found in the path", "executable not found",
+               "no such file or directory: 'uv'", "uv: not found", "virtualenv: not found",
+               "no module named virtualenv")
 
 
 def isolated_env_check(model_uri: str, sample_image: Path, *, env_manager: str = "uv", workdir: Path,
@@ -194,13 +195,22 @@ def isolated_env_check(model_uri: str, sample_image: Path, *, env_manager: str =
     seconds = round(time.time() - t0, 1)
     if proc.returncode == 0:
         return {"env_manager": env_manager, "seconds": seconds, "ok": True}
-    text = (proc.stderr + proc.stdout).lower()
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-    last = _last_error(lines)[:240] or f"exit code {proc.returncode}"
+    raise env_check_failure(proc.stderr + proc.stdout, _last_error(lines)[:240] or f"exit code {proc.returncode}",
+                            env_manager)
+
+
+def env_check_failure(output: str, last: str, env_manager: str) -> PfpError:
+    """Which error a failed `--check-env` is: unreachable index (3), unusable tool (2), failing model (10)."""
+    from pfp_mlops.domain.errors import InfraError
+
+    text = output.lower()
     if any(k in text for k in _NETWORK_SIGNS):
-        raise InfraError(f"--check-env: could not build the isolated {env_manager} environment from the model's "
-                         f"requirements: package index unreachable ({last}); run without --check-env offline")
-    if any(k in text for k in _TOOL_SIGNS) or "found" in last.lower() and env_manager in last.lower():
-        raise ConfigError(f"--check-env: the {env_manager} environment manager is not usable here ({last})")
-    raise GateFailed(f"--check-env: the model does not load and predict in an isolated {env_manager} environment "
-                     f"built from its requirements: {last}")
+        last = next((ln.strip() for ln in output.splitlines() if any(k in ln.lower() for k in _NETWORK_SIGNS)),
+                    last)[:240]
+        return InfraError(f"--check-env: could not build the isolated {env_manager} environment from the model's "
+                          f"requirements: package index unreachable ({last}); run without --check-env offline")
+    if any(k in text for k in _TOOL_SIGNS) or ("not found" in last.lower() and env_manager in last.lower()):
+        return ConfigError(f"--check-env: the {env_manager} environment manager is not usable here ({last})")
+    return GateFailed(f"--check-env: the model does not load and predict in an isolated {env_manager} environment "
+                      f"built from its requirements: {last}")
