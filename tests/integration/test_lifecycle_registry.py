@@ -11,13 +11,12 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
 from tests.helpers import client, pfp, pfp_json
+from tests.webhook import loopback_webhook
 
 from pfp_mlops.adapters.alerts import send_alert
 from pfp_mlops.domain.errors import ConcurrentPromotion
@@ -192,37 +191,11 @@ def test_history_is_newest_first_and_limited(registry, workdir):
     assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "--limit" in r.stderr
 
 
-class _Hook(BaseHTTPRequestHandler):
-    received: list[dict] = []
-    fail_first = 0
-
-    def do_POST(self):  # noqa: N802 - http.server's naming
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        if _Hook.fail_first > 0:
-            _Hook.fail_first -= 1
-            self.send_response(503)
-            self.end_headers()
-            return
-        _Hook.received.append(body)
-        self.send_response(200)
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def webhook():
     """A real HTTP server on loopback that records JSON POSTs."""
-    _Hook.received = []
-    _Hook.fail_first = 0
-    server = HTTPServer(("127.0.0.1", 0), _Hook)
-    t = threading.Thread(target=server.serve_forever, daemon=True)
-    t.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook", _Hook
-    server.shutdown()
-    server.server_close()
+    with loopback_webhook() as rec:
+        yield rec.url, rec
 
 
 def test_alert_reaches_a_webhook_with_retries(webhook, tmp_path):
