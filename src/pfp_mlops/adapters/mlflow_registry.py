@@ -176,7 +176,9 @@ class Registry:
     @_translate
     def register(self, name: str, model_uri: str, run_id: str | None, tags: dict[str, str]) -> int:
         self.ensure_model(name)
-        mv = self.client.create_model_version(name, model_uri, run_id=run_id, tags=tags)
+        # A REST server requires the logged model's id with a `models:/m-…` source (SQLite does not check it).
+        model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
+        mv = self.client.create_model_version(name, model_uri, run_id=run_id, tags=tags, model_id=model_id)
         version = int(mv.version)
         for _ in range(60):  # file/SQL stores are READY at once; a server may copy artifacts first
             status = self.client.get_model_version(name, str(version)).status
