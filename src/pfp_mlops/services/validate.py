@@ -45,6 +45,9 @@ def run_validate(ctx: Context, *, allow_split_mismatch: bool = False) -> Validat
     metrics = {"challenger_" + g.metric: c_eval.metric(g.metric)}
     if p_eval is not None:
         metrics["champion_" + g.metric] = p_eval.metric(g.metric)
+    for side, ev in (("challenger", c_eval), ("champion", p_eval)):  # both sides in the ledger
+        for k in ("map50", "map50_95", "precision", "recall") if ev is not None else ():
+            metrics[f"{side}_{k}"] = getattr(ev, k)
     if decision.passed:
         reg.move_alias(name, rc.production_alias, challenger_v, expected=champion_v)
         reg.move_alias(name, rc.staging_alias, None, expected=challenger_v)
