@@ -16,6 +16,8 @@ OFFLINE_ENV = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     "MLFLOW_CONFIGURE_LOGGING": "false",
+    # Against a tracking server MLflow writes "View run … at: URL" to stdout on every end_run: `--json` must stay JSON.
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
     "TQDM_DISABLE": "1",
     "DO_NOT_TRACK": "1",
     "DVC_NO_ANALYTICS": "1",
