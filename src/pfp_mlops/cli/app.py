@@ -6,6 +6,7 @@ import typer
 
 from pfp_mlops.cli.commands import (
     demo_data,
+    doctor,
     history,
     promote,
     register,
@@ -38,11 +39,27 @@ app.command("run-all")(run_all.run_all)
 app.command("status")(status.status)
 app.command("history")(history.history)
 app.command("repair")(repair.repair)
+app.command("doctor")(doctor.doctor)
 
 
 def main() -> None:
-    app()
+    """Usage errors become one `pfp: error:` line (and JSON with --json), like every other error."""
+    import sys
 
+    try:
+        code = app(standalone_mode=False)
+    except typer.TyperException as e:  # typer's own (vendored) click: UsageError, BadParameter, NoSuchOption, …
+        show = getattr(e, "show", None)
+        if type(e).__name__ == "NoArgsIsHelpError" and show is not None:
+            show()
+            code = getattr(e, "exit_code", 2)
+        else:
+            from pfp_mlops.cli.runner import usage_error
+
+            code = usage_error(e, sys.argv[1:])
+    except typer.Abort:
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)
 
 if __name__ == "__main__":
     main()

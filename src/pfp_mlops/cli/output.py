@@ -52,8 +52,8 @@ def setup_logging(level: str, fmt: str, log_dir: Path | None) -> None:
     root.setLevel(level)
     root.propagate = False
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_JsonFormatter() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(message)s",
-                                                                                   "%H:%M:%S"))
+    text = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
+    handler.setFormatter(_JsonFormatter() if fmt == "json" else text)
     handler.addFilter(_ScrubFilter())
     root.addHandler(handler)
     if log_dir is not None:

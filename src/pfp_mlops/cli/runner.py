@@ -28,6 +28,10 @@ class Invocation:
         profile = profile or ("demo" if demo and not os.environ.get("PFP_PROFILE") else None)
         self.cfg = load_pipeline_config(self.settings, config=config, profile=profile)
         home = self.settings.resolved_home()
+        if home.exists() and not home.is_dir():
+            from pfp_mlops.domain.errors import ConfigError
+
+            raise ConfigError(f"PFP_HOME: {home} exists and is not a folder")
         setup_logging(self.settings.log_level, self.settings.log_format, home / "logs")
         apply_offline_env(home)
         from pfp_mlops.services.context import Context
@@ -60,8 +64,8 @@ def run(
         code = result_code(result) if result_code else 0
         log.info("%s: done in %.1fs", command, time.time() - t0)
         if json_out:
-            print_json({"ok": code == 0, "command": command, "exit_code": code, "duration_s": round(time.time() - t0, 2),
-                        "result": _to_json(result)})
+            print_json({"ok": code == 0, "command": command, "exit_code": code,
+                        "duration_s": round(time.time() - t0, 2), "result": _to_json(result)})
         else:
             render(result)
     except (typer.Exit, SystemExit):
@@ -101,3 +105,17 @@ def _to_json(result: Any) -> Any:
     if hasattr(result, "to_dict"):
         return result.to_dict()
     return result
+
+
+def usage_error(exc: BaseException, argv: list[str]) -> int:
+    """A command-line usage error (unknown option, bad value, unknown command): one line, exit 2, JSON with --json."""
+    ctx = getattr(exc, "ctx", None)
+    command = ctx.info_name if ctx is not None and ctx.parent is not None else "pfp"
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    message = f"{command}: {message}" if command != "pfp" else message
+    code = int(getattr(exc, "exit_code", 2) or 2)
+    if "--json" in argv:
+        print_json({"ok": False, "command": command, "exit_code": code,
+                    "error": {"type": type(exc).__name__, "message": message}})
+    print_error(message)
+    return code

@@ -25,6 +25,8 @@ def run_register(ctx: Context, *, training_info: Path | None = None, check_env: 
     from pfp_mlops.adapters import packaging, yolo
 
     info = read_training_info(ctx, training_info)
+    # a malformed PFP_PRODUCTION_RUNTIME stops here (exit 2, the variable named), not after the evaluation
+    packaging.runtime_mismatches(packaging.read_production_runtime(ctx.settings.production_runtime), {})
     manifest = current_split(ctx.cfg)
     weights = Path(info["weights"])
     ev = evaluate_weights(ctx, weights, manifest)

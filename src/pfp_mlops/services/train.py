@@ -39,9 +39,15 @@ def read_training_info(ctx: Context, path: Path | None = None) -> dict[str, Any]
     if not p.is_file():
         raise DataError(f"{p} not found; run `pfp train` first")
     try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
+        info = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
         raise DataError(f"{p}: not valid JSON; run `pfp train` again") from None
+    missing = [k for k in ("run_id", "weights") if not isinstance(info, dict) or not info.get(k)]
+    if missing:
+        raise DataError(f"{p}: missing {', '.join(missing)}; run `pfp train` again")
+    if not Path(info["weights"]).is_file():
+        raise DataError(f"{p}: weights file {info['weights']} not found; run `pfp train` again")
+    return info
 
 
 def default_study_name(model_name: str, split_fingerprint: str) -> str:

@@ -7,7 +7,7 @@ Reject  → the challenger leaves staging, tagged `rejected`, exit 10. No stagin
 from __future__ import annotations
 
 from pfp_mlops.adapters.alerts import send_alert
-from pfp_mlops.domain.errors import GateFailed
+from pfp_mlops.domain.errors import GateFailed, NotFoundError
 from pfp_mlops.domain.gates import validate_gate
 from pfp_mlops.domain.models import ModelVersionInfo, ValidateResult
 from pfp_mlops.services import ledger
@@ -20,6 +20,8 @@ from pfp_mlops.services.split import current_split
 def run_validate(ctx: Context, *, allow_split_mismatch: bool = False) -> ValidateResult:
     reg, rc = ctx.registry, ctx.cfg.registry
     name = ctx.model_name
+    if not reg.model_exists(name):
+        raise NotFoundError(f"registered model {name!r} not found")
     challenger_v = reg.alias_version(name, rc.staging_alias)
     champion_v = reg.alias_version(name, rc.production_alias)
     if challenger_v is None:

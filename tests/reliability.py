@@ -1,0 +1,334 @@
+"""Shared by the reliability suites (issue 6): one tiny trained project per session, a killable MLflow server, a
+subprocess harness that pauses pfp at a named function so a test can inject a fault at an exact point, and
+snapshots of files and registry state.
+
+The trained project is read-only for the tests that use it: each test gets its own PFP_HOME (its own registry)
+and its own copy of `training_info.json` pointing at a training run created in that registry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+from local_stack import LOOPBACK, Service, _http_ok, _spawn, _venv_bin, _wait, free_port  # noqa: E402
+
+MODEL = "pfp-detector"
+# 40 images at 64 px, one epoch, one trial: the smallest training that yields a loadable model (~10 s CPU).
+CFG: dict[str, Any] = {
+    "demo": {"n_images": 40, "imgsz": 64, "seed": 0},
+    "split": {"allow_missing_classes": True},
+    "train": {"epochs": 1, "imgsz": 64, "batch": 8, "plots": False,
+              "hyperparameters": {"warmup_epochs": 0, "mosaic": 0.0}, "search": {"n_trials": 1}},
+    "evaluation": {"imgsz": 64, "batch": 16},
+    "gates": {"register": {"min_map50": 0.0}, "promote": {"min_map50": 0.0}},
+}
+_TEMPLATE: dict[str, Path] = {}
+
+
+def write_cfg(path: Path, **sections: Any) -> Path:
+    cfg = json.loads(json.dumps(CFG))
+    for k, v in sections.items():
+        cfg[k] = {**cfg.get(k, {}), **v} if isinstance(v, dict) else v
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return path
+
+
+@contextlib.contextmanager
+def in_project(root: Path, home: Path | None = None, **env: str) -> Iterator[Path]:
+    """chdir into `root` with PFP_HOME (default root/.pfp) and extra environment, restored afterwards."""
+    saved_cwd = Path.cwd()
+    env = {"PFP_HOME": str(home or root / ".pfp"), **env}
+    saved = {k: os.environ.get(k) for k in env}
+    os.chdir(root)
+    os.environ.update(env)
+    try:
+        yield root
+    finally:
+        os.chdir(saved_cwd)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def trained_template(tmp_path_factory) -> Path:
+    """demo-data → split → train (in-process), once per session. Don't write into it."""
+    if "root" in _TEMPLATE:
+        return _TEMPLATE["root"]
+    from tests.helpers import pfp
+
+    root = tmp_path_factory.mktemp("trained-template")
+    cfg = write_cfg(root / "cfg.yaml")
+    with in_project(root):
+        for step in ("demo-data", "split", "train"):
+            r = pfp(step, "--config", str(cfg))
+            assert r.exit_code == 0, (step, r.output)
+    assert (root / "runs" / "training_info.json").is_file()
+    _TEMPLATE["root"] = root
+    return root
+
+
+def training_info_for(template: Path, tracking_uri: str, dest: Path) -> Path:
+    """A copy of the template's training_info.json whose run exists in `tracking_uri` (a new, finished run)."""
+    from mlflow import MlflowClient
+
+    c = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    exp = c.get_experiment_by_name("pfp-training")
+    exp_id = exp.experiment_id if exp else c.create_experiment("pfp-training")
+    run = c.create_run(exp_id, tags={"mlflow.runName": "copied-training"})
+    c.set_terminated(run.info.run_id, "FINISHED")
+    info = json.loads((template / "runs" / "training_info.json").read_text())
+    info["run_id"] = run.info.run_id
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(json.dumps(info))
+    return dest
+
+
+def sqlite_uri(home: Path) -> str:
+    return f"sqlite:///{home.resolve() / 'mlflow.db'}"
+
+
+# --- snapshots -----------------------------------------------------------------------------------------------------
+
+def file_hashes(*folders: Path) -> dict[str, str]:
+    out = {}
+    for folder in folders:
+        if not folder.exists():
+            out[str(folder)] = "absent"
+            continue
+        for p in sorted(folder.rglob("*")):
+            if p.is_file():
+                out[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def registry_state(tracking_uri: str, model: str = MODEL) -> dict[str, Any]:
+    """Aliases, model tags, every version's tags, and the number of ledger entries: what a failed command must
+    not change."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    c = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        rm = c.get_registered_model(model)
+    except MlflowException:
+        return {"model": None}
+    versions = {int(v.version): dict(v.tags) for v in c.search_model_versions(f"name = '{model}'")}
+    exp = c.get_experiment_by_name("pfp-lifecycle")
+    ledger = len(c.search_runs([exp.experiment_id], max_results=5000)) if exp else 0
+    return {"aliases": {a: int(v) for a, v in (rm.aliases or {}).items()}, "tags": dict(rm.tags or {}),
+            "versions": versions, "ledger": ledger}
+
+
+def aliases(tracking_uri: str, model: str = MODEL) -> dict[str, int]:
+    return registry_state(tracking_uri, model).get("aliases") or {}
+
+
+def stages(tracking_uri: str, model: str = MODEL) -> dict[int, str | None]:
+    return {v: t.get("stage") for v, t in (registry_state(tracking_uri, model).get("versions") or {}).items()}
+
+
+def consistent(tracking_uri: str, model: str = MODEL) -> bool:
+    """The stage tags follow the aliases: exactly the alias holders are tagged production/staging."""
+    st = registry_state(tracking_uri, model)
+    al, tags = st["aliases"], st["versions"]
+    for v, t in tags.items():
+        want = "production" if al.get("production") == v else "staging" if al.get("staging") == v else None
+        stage = t.get("stage")
+        if want and stage != want:
+            return False
+        if not want and stage in ("production", "staging"):
+            return False
+    return True
+
+
+# --- a subprocess harness: pause pfp at a named function ------------------------------------------------------------
+
+HARNESS = r'''
+import functools, importlib, os, sys, time
+# PFP_HARNESS_PAUSE: "module:Attr.path:call_number:seconds", comma-separated. On that call of that function, print
+# "HARNESS-MARK <attr> <n>" on stderr, sleep, then call through. The test watches for the mark and injects a fault.
+for spec in filter(None, os.environ.get("PFP_HARNESS_PAUSE", "").split(",")):
+    mod_name, attr, nth, secs = spec.split(":")
+    mod = importlib.import_module(mod_name)
+    owner, name = mod, attr
+    if "." in attr:
+        cls, name = attr.split(".")
+        owner = getattr(mod, cls)
+    orig = getattr(owner, name)
+    def make(orig, attr, nth, secs):
+        count = [0]
+        @functools.wraps(orig)
+        def wrapper(*a, **k):
+            count[0] += 1
+            if count[0] == nth or nth == 0:
+                sys.stderr.write(f"HARNESS-MARK {attr} {count[0]}\n"); sys.stderr.flush()
+                time.sleep(secs)
+            return orig(*a, **k)
+        return wrapper
+    setattr(owner, name, make(orig, attr, int(nth), float(secs)))
+from pfp_mlops.cli.app import main
+sys.argv = ["pfp", *sys.argv[1:]]
+main()
+'''
+
+
+def harness_argv(tmp: Path, *args: str) -> list[str]:
+    script = tmp / "pfp_harness.py"
+    if not script.exists():
+        script.write_text(HARNESS)
+    return [sys.executable, str(script), *args]
+
+
+@dataclass
+class Pfp:
+    """A `pfp` subprocess whose stderr is watched line by line (for harness marks)."""
+
+    proc: subprocess.Popen
+    started: float
+    lines: list[str] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, tmp: Path, args: list[str], env: dict[str, str], cwd: Path) -> Pfp:
+        proc = subprocess.Popen(harness_argv(tmp, *args), cwd=cwd, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        return cls(proc, time.monotonic())
+
+    def wait_mark(self, mark: str, timeout: float = 240) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.proc.stderr.readline()
+            if not line:
+                if self.proc.poll() is not None:
+                    break
+                continue
+            self.lines.append(line)
+            if line.startswith("HARNESS-MARK") and mark in line:
+                return
+        out = self.proc.stdout.read() if self.proc.poll() is not None else ""
+        raise AssertionError(f"mark {mark!r} never came (exit {self.proc.poll()}): {''.join(self.lines)[-3000:]}"
+                             f"{out[-1000:]}")
+
+    def finish(self, timeout: float = 240) -> tuple[int, str, str, float]:
+        """(exit code, stdout, stderr without harness marks, seconds since start)."""
+        out, err = self.proc.communicate(timeout=timeout)
+        err = "".join(self.lines) + err
+        clean = "\n".join(ln for ln in err.splitlines() if not ln.startswith("HARNESS-MARK"))
+        return self.proc.returncode, out, clean, time.monotonic() - self.started
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [ln for ln in stderr.splitlines() if ln.startswith("pfp: error:")]
+
+
+# --- a killable MLflow server ---------------------------------------------------------------------------------------
+
+@dataclass
+class MlflowServer:
+    """`mlflow server` on a SQLite file, artifacts proxied to a local folder or an S3 bucket; same port across
+    restarts, so clients keep their URI. Fast-start flags from design.md (one worker, no job execution)."""
+
+    root: Path
+    artifacts: str = ""  # default: <root>/artifacts
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = 0
+    svc: Service | None = None
+    start_s: list[float] = field(default_factory=list)
+
+    @property
+    def uri(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def start(self) -> MlflowServer:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port()
+        env = {**os.environ, **self.env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+               "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"}
+        env.pop("MLFLOW_TRACKING_URI", None)
+        argv = [_venv_bin("mlflow"), "server", "--host", LOOPBACK, "--port", str(self.port),
+                "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
+                "--artifacts-destination", self.artifacts or str(self.root / "artifacts"), "--serve-artifacts",
+                "--workers", "1"]
+        t0 = time.monotonic()
+        self.svc = _spawn("mlflow", argv, self.root / "mlflow.log", env=env)
+        _wait(lambda: _http_ok(f"{self.uri}/health"), "mlflow server", self.svc.proc, self.svc.log, 180)
+        self.start_s.append(round(time.monotonic() - t0, 2))
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: a crash, not a shutdown."""
+        import signal
+
+        if self.svc is not None and self.svc.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.svc.proc.pid, signal.SIGKILL)
+            self.svc.proc.wait(10)
+        self.svc = None
+
+    def stop(self) -> None:
+        if self.svc is not None:
+            self.svc.stop()
+            self.svc = None
+
+
+@dataclass
+class S3Endpoint:
+    """A moto S3 endpoint with one bucket, stoppable and restartable on the same port (state is lost on restart,
+    the bucket is re-created)."""
+
+    root: Path
+    bucket: str = "mlflow"
+    port: int = 0
+    svc: Service | None = None
+    key_id: str = "pfp-fault-key"
+    secret: str = "pfp-fault-secret"
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def server_env(self) -> dict[str, str]:
+        return {"MLFLOW_S3_ENDPOINT_URL": self.url, "AWS_ACCESS_KEY_ID": self.key_id,
+                "AWS_SECRET_ACCESS_KEY": self.secret, "AWS_DEFAULT_REGION": "us-east-1"}
+
+    def start(self) -> S3Endpoint:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port()
+        self.svc = _spawn("moto", [_venv_bin("moto_server"), "-H", LOOPBACK, "-p", str(self.port)],
+                          self.root / "moto.log")
+        _wait(lambda: _http_ok(f"{self.url}/moto-api/"), "moto_server", self.svc.proc, self.svc.log, 60)
+        import boto3
+
+        boto3.client("s3", endpoint_url=self.url, aws_access_key_id=self.key_id, aws_secret_access_key=self.secret,
+                     region_name="us-east-1").create_bucket(Bucket=self.bucket)
+        return self
+
+    def kill(self) -> None:
+        import signal
+
+        if self.svc is not None and self.svc.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.svc.proc.pid, signal.SIGKILL)
+            self.svc.proc.wait(10)
+        self.svc = None
+
+    def stop(self) -> None:
+        if self.svc is not None:
+            self.svc.stop()
+            self.svc = None
