@@ -287,7 +287,9 @@ class LocalStack:
 
 def main() -> int:
     stack = LocalStack(root=Path(os.environ["PFP_STACK_DIR"]) if os.environ.get("PFP_STACK_DIR") else None)
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # Ctrl-C and SIGTERM both stop the stack (a shell's `cmd &` starts us with SIGINT ignored: restore it).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         stack.start()
         print(f"# local stack ready in {stack.timings['total_s']}s (logs in {stack.root}); Ctrl-C stops it", flush=True)
