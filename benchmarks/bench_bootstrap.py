@@ -1,7 +1,8 @@
 """Benchmark: paired bootstrap of the mAP50 delta, 2,000 resamples over 5,000 images (target < 2 s).
 
-Run as ``python benchmarks/bench_bootstrap.py``; a benchmark runner can import this file and call
-:func:`run`, which returns ``{"name", "seconds", "target_s", "ok"}``.
+Run as ``python benchmarks/bench_bootstrap.py``; ``benchmarks/run.py`` imports this file and calls :func:`run`,
+which returns one row of the benchmark protocol: name, value, unit, baseline, ratio, target, ok, note.
+The target is absolute (issue 7: under 2 s on this CPU); there is no baseline to take a ratio against.
 """
 
 from __future__ import annotations
@@ -59,7 +60,10 @@ def run() -> dict:
         paired_bootstrap(champion, challenger, n_resamples=N_RESAMPLES, seed=0)
         times.append(time.perf_counter() - start)
     seconds = float(np.median(times))
-    return {"name": NAME, "seconds": seconds, "target_s": TARGET_S, "ok": seconds < TARGET_S}
+    note = (f"{N_IMAGES} images, {champion.n_predictions}/{challenger.n_predictions} predictions, {N_CLASSES} "
+            f"classes, {N_RESAMPLES} paired resamples; median of {REPEATS} (min {min(times):.3f} s)")
+    return {"name": NAME, "value": round(seconds, 4), "unit": "s", "baseline": None, "ratio": None,
+            "target": f"< {TARGET_S:g} s", "ok": seconds < TARGET_S, "note": note}
 
 
 def main() -> int:
@@ -71,7 +75,7 @@ def main() -> int:
     )
     result = run()
     status = "PASS" if result["ok"] else "FAIL"
-    print(f"{result['name']}: {result['seconds']:.3f} s (target < {result['target_s']:.1f} s) {status}")
+    print(f"{result['name']}: {result['value']:.3f} s (target {result['target']}) {status}")
     return 0 if result["ok"] else 1
 
 

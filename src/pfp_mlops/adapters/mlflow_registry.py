@@ -293,6 +293,22 @@ class Registry:
         return f"runs:/{run_id}/{artifact_path}/{local_path.name}"
 
     @_translate
+    def create_finished_run(self, experiment: str, name: str, tags: dict[str, Any],
+                            metrics: dict[str, Any] | None = None) -> str:
+        """A run that holds evidence (attach files with `log_run_artifact`, which works on finished runs)."""
+        from mlflow.entities import Metric
+
+        run = self.client.create_run(self.experiment_id(experiment),
+                                     tags={**{k: _tag_value(v) for k, v in tags.items()}, "mlflow.runName": name})
+        ts = int(time.time() * 1000)
+        ms = [Metric(k, float(v), ts, 0) for k, v in (metrics or {}).items()
+              if isinstance(v, int | float) and not isinstance(v, bool) and v == v]
+        if ms:
+            self.client.log_batch(run.info.run_id, metrics=ms)
+        self.client.set_terminated(run.info.run_id, "FINISHED")
+        return run.info.run_id
+
+    @_translate
     def run_tags(self, run_id: str) -> dict[str, str]:
         return dict(self.client.get_run(run_id).data.tags)
 

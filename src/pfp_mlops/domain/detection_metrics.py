@@ -38,7 +38,10 @@ import numpy as np
 
 __all__ = [
     "AP_RECALL_POINTS",
+    "IOU_THRESHOLDS",
     "BootstrapResult",
+    "DetectionScores",
+    "ImageDetections",
     "ImageEval",
     "PerImageRecords",
     "average_precision",
@@ -47,12 +50,16 @@ __all__ = [
     "evaluate_image",
     "map50",
     "match_image",
+    "match_image_thresholds",
     "paired_bootstrap",
+    "score_images",
     "verdict",
 ]
 
 AP_RECALL_POINTS = np.linspace(0.0, 1.0, 101)  # COCO / Ultralytics 101-point recall grid
 AP_RECALL_POINTS.setflags(write=False)
+IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)  # COCO / Ultralytics mAP50-95 thresholds
+IOU_THRESHOLDS.setflags(write=False)
 _IOU_EPS = 1e-7  # Ultralytics box_iou epsilon
 _RECORDS_FORMAT_VERSION = 1
 _RESAMPLE_BLOCK = 64  # resamples drawn per RNG call: fixed so results depend only on the seed
@@ -318,6 +325,156 @@ def map50(records: PerImageRecords) -> tuple[float, dict[int, float]]:
         per_class[int(c)] = average_precision(tp_sorted[cls_sorted == c], int(n_gt[c]))
     overall = float(np.mean(list(per_class.values()))) if per_class else 0.0
     return overall, per_class
+
+
+# --------------------------------------------------------------------------------------
+# A whole split: mAP50, mAP50-95, precision/recall at the best-F1 confidence
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageDetections:
+    """One image's predictions and ground truth in pixel xyxy (input to :func:`score_images`)."""
+
+    pred_boxes: np.ndarray
+    pred_classes: np.ndarray
+    pred_confs: np.ndarray
+    gt_boxes: np.ndarray
+    gt_classes: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class DetectionScores:
+    """Everything an evaluation reports, computed from one set of matches.
+
+    ``records`` are the per-image records at IoU 0.5: ``map50(records)`` reproduces ``map50`` exactly.
+    ``precision``/``recall`` are the class means at the confidence that maximises the mean F1 (smoothed),
+    Ultralytics' ``ap_per_class`` operating point; ``conf_best_f1`` is that confidence.
+    """
+
+    records: PerImageRecords
+    map50: float
+    map50_95: float
+    per_class_ap50: dict[int, float]
+    per_class_ap50_95: dict[int, float]
+    precision: float
+    recall: float
+    conf_best_f1: float
+
+
+def match_image_thresholds(
+    pred_boxes_xyxy: np.ndarray,
+    pred_classes: np.ndarray,
+    pred_confs: np.ndarray,
+    gt_boxes_xyxy: np.ndarray,
+    gt_classes: np.ndarray,
+    thresholds: np.ndarray = IOU_THRESHOLDS,
+) -> np.ndarray:
+    """:func:`match_image` at several IoU thresholds at once: TP flags [N, T] in input order.
+
+    Each threshold is matched independently (as Ultralytics' ``match_predictions`` does), so column t
+    equals ``match_image(..., iou_threshold=thresholds[t])``.
+    """
+    thresholds = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+    pred_classes = np.asarray(pred_classes).reshape(-1)
+    pred_confs = np.asarray(pred_confs, dtype=np.float64).reshape(-1)
+    gt_classes = np.asarray(gt_classes).reshape(-1)
+    n_pred, n_gt, n_t = pred_classes.shape[0], gt_classes.shape[0], thresholds.shape[0]
+    if pred_confs.shape[0] != n_pred:
+        raise ValueError("pred_confs and pred_classes must have the same length")
+    tp = np.zeros((n_pred, n_t), dtype=bool)
+    if n_pred == 0 or n_gt == 0 or n_t == 0:
+        return tp
+    order = np.argsort(-pred_confs, kind="stable")
+    iou = box_iou(gt_boxes_xyxy, np.asarray(pred_boxes_xyxy).reshape(-1, 4)[order])
+    if iou.shape != (n_gt, n_pred):
+        raise ValueError("box arrays must be [N, 4] and match the class arrays")
+    iou *= gt_classes[:, None] == pred_classes[order][None, :]
+    matched = np.zeros((n_gt, n_t), dtype=bool)
+    cols = np.arange(n_t)
+    for j in np.flatnonzero((iou >= thresholds.min()).any(axis=0)):  # descending confidence
+        available = np.where(matched, 0.0, iou[:, j, None])
+        k = available.argmax(axis=0)
+        hit = available[k, cols] >= thresholds
+        matched[k[hit], cols[hit]] = True
+        tp[order[j]] = hit
+    return tp
+
+
+def _smooth(y: np.ndarray, f: float = 0.1) -> np.ndarray:
+    """Box filter of width f * len(y) (Ultralytics' ``smooth``), used to pick the best-F1 confidence."""
+    nf = round(len(y) * f * 2) // 2 + 1
+    p = np.ones(nf // 2)
+    yp = np.concatenate((p * y[0], y, p * y[-1]), 0)
+    return np.convolve(yp, np.ones(nf) / nf, mode="valid")
+
+
+def _best_f1_point(
+    tp50_sorted: np.ndarray, conf_sorted: np.ndarray, cls_sorted: np.ndarray, n_gt: np.ndarray
+) -> tuple[float, float, float]:
+    """Mean precision and recall over classes with ground truth at the best smoothed mean-F1 confidence."""
+    classes = np.flatnonzero(n_gt > 0)
+    if classes.size == 0:
+        return 0.0, 0.0, 0.0
+    x = np.linspace(0, 1, 1000)
+    p_curve = np.zeros((classes.size, x.size))
+    r_curve = np.zeros((classes.size, x.size))
+    for row, c in enumerate(classes):
+        sel = cls_sorted == c
+        if not sel.any():
+            continue
+        tpc = np.cumsum(tp50_sorted[sel])
+        fpc = np.cumsum(1.0 - tp50_sorted[sel])
+        r_curve[row] = np.interp(-x, -conf_sorted[sel], tpc / (n_gt[c] + 1e-16), left=0)
+        p_curve[row] = np.interp(-x, -conf_sorted[sel], tpc / (tpc + fpc), left=1)
+    f1 = 2 * p_curve * r_curve / (p_curve + r_curve + 1e-16)
+    i = int(_smooth(f1.mean(0), 0.1).argmax())
+    return float(p_curve[:, i].mean()), float(r_curve[:, i].mean()), float(x[i])
+
+
+def score_images(images: Sequence[ImageDetections], n_classes: int) -> DetectionScores:
+    """Match every image at the ten COCO IoU thresholds once and derive all reported metrics from it."""
+    per_image: list[ImageEval] = []
+    tp_all, conf_all, cls_all = [], [], []
+    for im in images:
+        tp = match_image_thresholds(im.pred_boxes, im.pred_classes, im.pred_confs, im.gt_boxes, im.gt_classes)
+        ev = ImageEval(
+            pred_classes=np.asarray(im.pred_classes, dtype=np.int64).reshape(-1),
+            pred_confs=np.asarray(im.pred_confs, dtype=np.float64).reshape(-1),
+            pred_tp=tp[:, 0],
+            gt_classes=np.asarray(im.gt_classes, dtype=np.int64).reshape(-1),
+        )
+        per_image.append(ev)
+        tp_all.append(tp)
+        conf_all.append(ev.pred_confs)
+        cls_all.append(ev.pred_classes)
+    records = PerImageRecords.from_images(per_image, n_classes)
+    overall50, per_class50 = map50(records)
+    n_t = IOU_THRESHOLDS.shape[0]
+    tp_flat = np.concatenate(tp_all) if tp_all else np.zeros((0, n_t), dtype=bool)
+    order = np.argsort(-records.pred_conf, kind="stable")  # the same order map50 uses
+    tp_sorted, cls_sorted = tp_flat[order], records.pred_class[order]
+    n_gt = records.gt_counts.sum(axis=0)
+    per_class5095: dict[int, float] = {}
+    for c in per_class50:
+        sel = cls_sorted == c
+        aps = [average_precision(tp_sorted[sel, t], int(n_gt[c])) for t in range(n_t)]
+        per_class5095[c] = float(np.mean(aps))
+    overall5095 = float(np.mean(list(per_class5095.values()))) if per_class5095 else 0.0
+    precision, recall, conf_f1 = _best_f1_point(
+        tp_sorted[:, 0].astype(np.float64) if tp_sorted.size else np.zeros(0),
+        records.pred_conf[order], cls_sorted, n_gt,
+    )
+    return DetectionScores(
+        records=records,
+        map50=overall50,
+        map50_95=overall5095,
+        per_class_ap50=per_class50,
+        per_class_ap50_95=per_class5095,
+        precision=precision,
+        recall=recall,
+        conf_best_f1=conf_f1,
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -615,9 +772,13 @@ def paired_bootstrap(
 
 
 def verdict(result: BootstrapResult, required_improvement: float) -> Verdict:
-    """Gate decision: promote if the whole CI clears the required gain, reject if it lies below it."""
-    if result.ci_low >= required_improvement:
+    """Gate decision: promote if the whole CI clears the required gain, reject if it lies below it.
+
+    Like the point rule, a tie never promotes: with a required gain of 0 the interval must lie strictly
+    above 0 to promote, and an interval at or below 0 (identical models give exactly [0, 0]) rejects.
+    """
+    if result.ci_low >= required_improvement and result.ci_low > 0:
         return "promote"
-    if result.ci_high < required_improvement:
+    if result.ci_high < required_improvement or result.ci_high <= 0:
         return "reject"
     return "inconclusive"

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pfp_mlops.adapters.alerts import send_alert
 from pfp_mlops.domain.errors import GateFailed, NotFoundError
-from pfp_mlops.domain.gates import validate_gate
 from pfp_mlops.domain.models import ModelVersionInfo, ValidateResult
 from pfp_mlops.services import ledger
 from pfp_mlops.services.context import Context
+from pfp_mlops.services.decision import decide
 from pfp_mlops.services.evaluation import evaluate_version
 from pfp_mlops.services.guards import leakage_guard, split_guard
 from pfp_mlops.services.split import current_split
@@ -39,11 +39,8 @@ def run_validate(ctx: Context, *, allow_split_mismatch: bool = False) -> Validat
     if champion_v is not None and champion_v != challenger_v:
         p_eval = evaluate_version(ctx, reg.version(name, champion_v), manifest)
     g = ctx.cfg.gates.validate_
-    decision = validate_gate(
-        c_eval, p_eval, metric=g.metric, mode=g.mode, min_improvement=g.min_improvement,
-        min_absolute=ctx.cfg.gates.promote.min_map50 if g.metric == "map50" else 0.0,
-        max_class_drop=g.max_class_drop,
-    )
+    decision = decide(ctx, challenger_version=challenger_v, champion_version=champion_v if p_eval else None,
+                      challenger_eval=c_eval, champion_eval=p_eval, manifest=manifest, ledger_extra=extra)
     metrics = {"challenger_" + g.metric: c_eval.metric(g.metric)}
     if p_eval is not None:
         metrics["champion_" + g.metric] = p_eval.metric(g.metric)

@@ -8,6 +8,7 @@ from pfp_mlops.cli.options import AllowSplitMismatchOpt, ConfigOpt, JsonOpt, Pro
 
 
 def render_validate(r) -> None:
+    """The decision, then champion vs challenger per class with ΔmAP50 and its interval (what the PNG shows)."""
     from pfp_mlops.cli import output
 
     rows = [("action", r.action), ("challenger", r.challenger), ("champion", r.champion),
@@ -15,8 +16,35 @@ def render_validate(r) -> None:
     for label, ev in (("challenger", r.challenger_eval), ("champion", r.champion_eval)):
         if ev is not None:
             rows.append((f"{label} mAP50", ev.map50))
+    m = r.decision.metrics or {}
+    boot = m.get("bootstrap")
+    if boot:
+        rows.append(("verdict", f"{r.decision.verdict} (decision: {m.get('decision_mode')}; point rule: "
+                                f"{m.get('point_verdict')}, bootstrap: {m.get('bootstrap_verdict')})"))
+    if m.get("comparison_run_id"):
+        rows.append(("evidence run", m["comparison_run_id"]))
     rows += [("reason", x) for x in r.decision.reasons]
     output.kv(f"validate {r.name}", rows)
+    c, p = r.challenger_eval, r.champion_eval
+    if c is None or p is None:
+        return
+
+    def num(x):
+        return "-" if x is None or x != x else f"{x:.4f}"
+
+    def diff(a, b):
+        return "-" if a is None or b is None or a != a or b != b else f"{a - b:+.4f}"
+
+    table = [(name, num(p.per_class_ap50.get(name)), num(ap), diff(ap, p.per_class_ap50.get(name)))
+             for name, ap in c.per_class_ap50.items()]
+    overall = diff(c.map50, p.map50)
+    if boot:
+        overall += f"  [{boot['ci_low']:+.4f}, {boot['ci_high']:+.4f}] {boot['confidence']:.0%}"
+    table.append(("mAP50", num(p.map50), num(c.map50), overall))
+    if boot and m.get("required_delta") is not None:
+        table.append(("required Δ", "", "", f"{m['required_delta']:+.4f}"))
+    output.table("AP50 on the test split", ("class", f"production v{r.champion}", f"challenger v{r.challenger}",
+                                            "Δ (interval)"), table)
 
 
 def render_regression(r) -> None:
