@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from tests.helpers import client, pfp, pfp_json, write_config
+from tests.webhook import loopback_webhook
+
+from pfp_mlops.domain.gates import leaked_test_items
 
 pytestmark = pytest.mark.slow
 MODEL = "pfp-detector"
@@ -25,9 +29,19 @@ def project(tmp_path_factory: pytest.TempPathFactory):
     mp = pytest.MonkeyPatch()
     mp.chdir(root)
     mp.setenv("PFP_HOME", str(root / ".pfp"))
-    cfg = {"strong": write_config(root / "strong.yaml"),
-           "weak": write_config(root / "weak.yaml", train__epochs=1),
-           "strict": write_config(root / "strict.yaml", train__epochs=1, gates__register__min_map50=0.5)}
+    # one Optuna study per config: on the same split, a study of the same name would resume, not retrain
+    cfg = {"strong": write_config(root / "strong.yaml", train__search__study_name="strong"),
+           "weak": write_config(root / "weak.yaml", train__epochs=1, train__search__study_name="weak"),
+           "strict": write_config(root / "strict.yaml", train__epochs=1, gates__register__min_map50=0.5,
+                                  train__search__study_name="strict"),
+           # same assignment, other split config: another fingerprint, no leakage
+           "relaxed": write_config(root / "relaxed.yaml", split__allow_missing_classes=True),
+           # another seed: items move between splits, so test images reach earlier models' training sets
+           "reseeded": write_config(root / "reseeded.yaml", split__seed=7, split__allow_missing_classes=True)}
+    git = ["git", "-c", "user.name=pfp-test", "-c", "user.email=pfp@test.invalid"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "strong.yaml"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "project"], check=True)
     r = pfp("demo-data", "--config", str(cfg["strong"]))
     assert r.exit_code == 0, r.output
     r = pfp("split", "--config", str(cfg["strong"]))
@@ -95,7 +109,8 @@ def test_better_challenger_replaces_production(project):
     assert r.exit_code == 0, r.output
     info = json.loads((root / "runs" / "training_info.json").read_text())
     assert info["epochs"] == 20 and Path(info["weights"]).is_file()
-    assert info["split_fingerprint"] == json.loads((root / "dataset" / "split_manifest.json").read_text())["fingerprint"]
+    manifest = json.loads((root / "dataset" / "split_manifest.json").read_text())
+    assert info["split_fingerprint"] == manifest["fingerprint"]
     code, out = pfp_json("register", "--config", str(cfg["strong"]))
     assert code == 0, out
     assert out["result"]["evaluation"]["map50"] > 0.05
@@ -187,3 +202,231 @@ def test_status_reports_aliases_stages_and_metrics(project):
     assert rows[3]["stage"] == "rejected"
     assert rows[2]["map50"] > rows[1]["map50"]
     assert out["result"]["drift"] == []
+
+
+# --- lifecycle safety (issue 4): lineage, runtime checks, regression watch, races, same-split guard, leakage ---
+
+
+def test_every_version_carries_lineage(project):
+    """Split fingerprints, git commit + dirty flag, training run, evaluation fingerprint, runtime versions (CUDA
+    included), who registered it, and the training split's manifest, stored with the training run."""
+    root, _ = project
+    t = tags(2)
+    split_fp = json.loads((root / "dataset" / "split_manifest.json").read_text())["fingerprint"]
+    assert t["split_fingerprint"] == t["training_split_fingerprint"] == split_fp
+    assert len(t["git_commit"]) == 40 and t["git_dirty"] in ("true", "false")
+    assert t["training_git_commit"] == t["git_commit"]
+    run = client().get_run(t["training_run_id"])
+    assert run.info.run_id == t["training_run_id"]
+    assert t["eval_fingerprint"] and t["registered_by"]
+    assert {"runtime.python", "runtime.torch", "runtime.ultralytics", "runtime.cuda"} <= set(t)
+    assert t["runtime_check"] == "passed"
+    local = client().download_artifacts(t["training_run_id"], "split/split_manifest.json", str(root / "dl"))
+    stored = json.loads(Path(local).read_text())
+    assert stored["fingerprint"] == split_fp and len(stored["items"]) == 100
+
+
+def test_data_version_from_training_info_becomes_a_tag(project, monkeypatch):
+    """A `data_version` in training_info.json (the DVC hash) is copied to the version's `data_version` tag.
+
+    Runs the register service up to the registry call only (the rest is covered above): the tags it would set."""
+    root, cfg = project
+    from pfp_mlops.adapters import mlflow_registry
+
+    info_path = root / "runs" / "training_info.json"
+    original = info_path.read_text()
+    info_path.write_text(json.dumps({**json.loads(original), "data_version": "md5:0123abcd.dir"}))
+    seen = {}
+
+    def capture(self, name, model_uri, run_id, version_tags):
+        seen.update(version_tags)
+        raise KeyboardInterrupt  # stop before anything is registered
+
+    monkeypatch.setattr(mlflow_registry.Registry, "register", capture)
+    try:
+        r = pfp("register", "--config", str(cfg["strong"]))
+    finally:
+        info_path.write_text(original)
+    assert r.exit_code == 130
+    assert seen["data_version"] == "md5:0123abcd.dir"
+    assert len(client().search_model_versions(f"name = '{MODEL}'")) == 3
+
+
+def test_register_refuses_a_runtime_production_cannot_run(project, monkeypatch):
+    """PFP_PRODUCTION_RUNTIME excluding the installed torch: exit 10, each mismatch listed, no version."""
+    root, cfg = project
+    import torch
+
+    monkeypatch.setenv("PFP_PRODUCTION_RUNTIME", "torch<2.6; ultralytics>=8.0")
+    code, out = pfp_json("register", "--config", str(cfg["strong"]))
+    assert code == 10
+    assert f"torch {torch.__version__.split('+')[0]} does not satisfy <2.6" in out["error"]["message"]
+    assert "ultralytics" not in out["error"]["message"]
+    assert len(client().search_model_versions(f"name = '{MODEL}'")) == 3
+
+
+def test_register_refuses_a_model_that_does_not_load_in_a_fresh_process(project, monkeypatch):
+    """The logged artifact is made unloadable: the fresh-process check fails, exit 10, no version."""
+    root, cfg = project
+    import mlflow
+
+    from pfp_mlops.adapters import packaging
+
+    real = packaging.log_pyfunc
+
+    def log_then_corrupt(weights, **kwargs):
+        uri = real(weights, **kwargs)
+        location = mlflow.get_logged_model(uri.rsplit("/", 1)[-1]).artifact_location
+        pts = list(Path(location.removeprefix("file://")).rglob("*.pt"))
+        assert pts
+        for pt in pts:
+            pt.write_bytes(b"this is not a torch checkpoint")
+        return uri
+
+    monkeypatch.setattr(packaging, "log_pyfunc", log_then_corrupt)
+    code, out = pfp_json("register", "--config", str(cfg["strong"]))
+    assert code == 10, out
+    assert "does not load and predict in a fresh process" in out["error"]["message"]
+    assert len(client().search_model_versions(f"name = '{MODEL}'")) == 3
+    refused = [e for e in pfp_json("history", "--limit", "1", "--config", str(cfg["strong"]))[1]["result"]]
+    assert refused[0]["action"] == "register" and refused[0]["outcome"] == "refused_runtime"
+
+
+def test_check_env_offline_fails_cleanly(project, monkeypatch):
+    """`register --check-env` with no reachable package index: one line, exit 3 (2 where no pyenv is installed
+    for the virtualenv manager), no version. Every proxy points at a closed loopback port: no network is used."""
+    root, cfg = project
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
+    monkeypatch.setenv("PIP_RETRIES", "0")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    r = pfp("register", "--check-env", "--env-manager", "virtualenv", "--config", str(cfg["strong"]))
+    has_pyenv = shutil.which("pyenv") or (Path.home() / ".pyenv" / "bin" / "pyenv").exists()
+    assert r.exit_code == (3 if has_pyenv else 2), r.stderr
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("pfp: error:")]
+    assert len(errors) == 1 and errors[0].startswith("pfp: error: --check-env:") and "Traceback" not in r.stderr
+    assert len(client().search_model_versions(f"name = '{MODEL}'")) == 3
+
+
+def test_regression_watch_rolls_back_and_alerts(project, monkeypatch):
+    """Production worse than the previous production on current data: automatic rollback, alert POSTed to a real
+    HTTP server on loopback, exit 13; the demoted version is tagged rolled_back."""
+    root, cfg = project
+    code, out = pfp_json("rollback", "--to-version", "1", "--reason", "test: weak model back",
+                         "--config", str(cfg["strong"]))
+    assert code == 0, out
+    assert any("loads and predicts in a fresh process" in x for x in out["result"]["reasons"])
+    assert alias("production") == 1
+    with loopback_webhook() as hook:
+        monkeypatch.setenv("PFP_ALERT_WEBHOOK_URL", hook.url)
+        code, out = pfp_json("validate", "--against", "previous", "--config", str(cfg["strong"]))
+    assert code == 13, out
+    assert out["result"]["action"] == "rolled_back" and out["result"]["previous"] == 2
+    assert out["result"]["rollback"]["alert"]["webhook"] == "sent"
+    assert alias("production") == 2
+    assert tags(2)["stage"] == "production" and tags(1)["stage"] == "rolled_back"
+    assert hook.received[-1]["event"] == "regression" and hook.received[-1]["to_version"] == 2
+    assert "rolled back from v1 to v2" in hook.received[-1]["text"]
+    code, out = pfp_json("validate", "--against", "previous", "--config", str(cfg["strong"]))
+    assert code == 0 and out["result"]["action"] == "kept"  # v2 is not worse than v1
+    history = pfp_json("history", "--limit", "3", "--config", str(cfg["strong"]))[1]["result"]
+    assert [(e["action"], e["outcome"]) for e in history] == [("validate", "kept"), ("rollback", "rolled_back"),
+                                                              ("validate", "regression")]
+
+
+RACER = """
+import sys, time
+from pathlib import Path
+from pfp_mlops.adapters.mlflow_registry import Registry
+
+barrier, me = Path(sys.argv[1]), sys.argv[2]
+real, first = Registry.move_alias, [True]
+
+def move_after_barrier(self, *args, **kwargs):
+    # both processes have decided; their first alias move starts at the same moment
+    if first.pop() if first else False:
+        (barrier / me).touch()
+        deadline = time.time() + 120
+        while len(list(barrier.iterdir())) < 2 and time.time() < deadline:
+            time.sleep(0.005)
+    return real(self, *args, **kwargs)
+
+Registry.move_alias = move_after_barrier
+sys.argv = ["pfp", *sys.argv[3:]]
+from pfp_mlops.cli.app import main
+main()
+"""
+
+
+def test_two_validations_at_once_promote_exactly_once(project):
+    """Two `pfp validate` processes on the same challenger: one promotes, the other exits 12 and changes nothing."""
+    root, cfg = project
+    assert pfp_json("rollback", "--to-version", "1", "--config", str(cfg["strong"]))[0] == 0
+    code, out = pfp_json("promote", "--version", "2", "--config", str(cfg["strong"]))
+    assert code == 0, out
+    promoted_before = _count("validate", "promoted")
+    barrier = root / "race-barrier"
+    barrier.mkdir()
+    procs = [subprocess.Popen([sys.executable, "-c", RACER, str(barrier), f"p{i}", "validate", "--config",
+                               str(cfg["strong"])], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=dict(os.environ)) for i in range(2)]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    for p in procs:
+        p.stdout.close()
+        p.stderr.close()
+    assert sorted(code for code, _ in results) == [0, 12], results
+    loser = next(err for code, err in results if code == 12)
+    assert "pfp: error:" in loser and "nothing changed" in loser and "Traceback" not in loser
+    assert alias("production") == 2 and alias("staging") is None
+    assert tags(2)["stage"] == "production" and tags(1)["stage"] == "archived"
+    assert _count("validate", "promoted") == promoted_before + 1
+
+
+def _count(action: str, outcome: str) -> int:
+    entries = pfp_json("history", "--limit", "1000")[1]["result"]
+    return sum(1 for e in entries if e["action"] == action and e["outcome"] == outcome)
+
+
+def test_split_mismatch_is_refused_unless_allowed_and_recorded(project):
+    """After a re-split, a model trained on the old split is refused (both fingerprints named, what to run);
+    `--allow-split-mismatch` lets it through and the ledger records the override."""
+    root, cfg = project
+    old_fp = tags(1)["training_split_fingerprint"]
+    assert pfp("split", "--config", str(cfg["relaxed"])).exit_code == 0
+    new_fp = json.loads((root / "dataset" / "split_manifest.json").read_text())["fingerprint"]
+    assert new_fp != old_fp
+    r = pfp("promote", "--version", "1", "--config", str(cfg["relaxed"]))
+    assert r.exit_code == 10 and r.stderr.count("\n") == 1
+    assert old_fp in r.stderr and new_fp in r.stderr and "pfp train" in r.stderr and "pfp split" in r.stderr
+    assert alias("staging") is None and tags(1)["stage"] == "archived"
+    code, out = pfp_json("promote", "--version", "1", "--allow-split-mismatch", "--config", str(cfg["relaxed"]))
+    assert code == 0, out
+    assert alias("staging") == 1
+    entry = pfp_json("history", "--limit", "1", "--config", str(cfg["relaxed"]))[1]["result"][0]
+    assert entry["action"] == "promote" and entry["allow_split_mismatch"] == "true"
+    assert old_fp in entry["guard"] and new_fp in entry["guard"]
+    r = pfp("validate", "--config", str(cfg["relaxed"]))
+    assert r.exit_code == 10 and "--allow-split-mismatch" in r.stderr
+    assert alias("staging") == 1 and alias("production") == 2
+
+
+def test_leaked_test_split_is_refused_with_the_count(project):
+    """With another split seed, current test images were in the models' training sets: validate refuses the
+    comparison as leaked, names the count, and changes nothing; then the original split is restored."""
+    root, cfg = project
+    assert pfp("split", "--config", str(cfg["reseeded"])).exit_code == 0
+    manifest = json.loads((root / "dataset" / "split_manifest.json").read_text())
+    trained = json.loads(Path(client().download_artifacts(tags(2)["training_run_id"], "split/split_manifest.json",
+                                                          str(root / "dl2"))).read_text())["items"]
+    expected = len(leaked_test_items(trained, manifest["items"]))
+    assert expected > 0
+    code, out = pfp_json("validate", "--allow-split-mismatch", "--config", str(cfg["reseeded"]))
+    assert code == 10, out
+    assert "leaked" in out["error"]["message"]
+    assert f"{expected} of the current {manifest['counts']['test']} test images" in out["error"]["message"]
+    assert alias("staging") == 1 and alias("production") == 2 and tags(1)["stage"] == "staging"
+    assert pfp("split", "--config", str(cfg["strong"])).exit_code == 0
+    assert json.loads((root / "dataset" / "split_manifest.json").read_text())["fingerprint"] == \
+        tags(2)["training_split_fingerprint"]
