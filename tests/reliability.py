@@ -38,6 +38,7 @@ CFG: dict[str, Any] = {
     "gates": {"register": {"min_map50": 0.0}, "promote": {"min_map50": 0.0}},
 }
 _TEMPLATE: dict[str, Path] = {}
+_SERVER: dict[str, MlflowServer] = {}
 
 
 def write_cfg(path: Path, **sections: Any) -> Path:
@@ -332,3 +333,15 @@ class S3Endpoint:
         if self.svc is not None:
             self.svc.stop()
             self.svc = None
+
+
+def shared_server(tmp_path_factory) -> MlflowServer:
+    """One `mlflow server` (SQLite backend, proxied local artifacts) for the suites that only need a server to talk
+    to (races, secrets, sustained use); stopped when the test process exits. Fault tests start their own."""
+    if "server" not in _SERVER:
+        import atexit
+
+        server = MlflowServer(tmp_path_factory.mktemp("shared-mlflow-server")).start()
+        atexit.register(server.stop)
+        _SERVER["server"] = server
+    return _SERVER["server"]
