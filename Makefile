@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install demo test bench lint clean services
+.PHONY: install demo test bench lint clean services stack repro doctor
 
 install: $(VENV)/.installed
 
@@ -25,7 +25,18 @@ bench: install
 	$(BIN)/python benchmarks/run.py
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
+
+# The production topology without Docker (PostgreSQL + moto S3 + MLflow server on loopback); Ctrl-C stops it.
+stack: install
+	scripts/local-stack.sh
+
+# The pipeline as DVC stages (dvc.yaml); the stages call `pfp`, so the venv's bin goes first on PATH.
+repro: install
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
+
+doctor: install
+	$(BIN)/pfp doctor
 
 clean:
-	rm -rf .pfp dataset runs data .pytest_cache
+	rm -rf .pfp dataset runs data reports .pytest_cache
