@@ -1,0 +1,31 @@
+"""The example CI workflow calls the real CLI: every pfp command and option it uses exists (README "CI")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tests.helpers import pfp
+
+WORKFLOW = Path(__file__).resolve().parents[2] / ".github" / "workflows" / "pipeline.yml"
+USED = {"run-all": ("--json",), "rollback": ("--json", "--to-version", "--dry-run"), "doctor": ("--no-gpu",)}
+
+
+@pytest.mark.parametrize("command, options", USED.items())
+def test_workflow_uses_existing_commands_and_options(command, options):
+    """Each command the workflow runs is a pfp command, and each option it passes is in that command's --help."""
+    text = WORKFLOW.read_text()
+    assert command in text
+    r = pfp(command, "--help")
+    assert r.exit_code == 0, r.output
+    for opt in options:
+        assert opt in text, opt
+        assert opt in r.output, f"pfp {command} has no {opt}"
+
+
+def test_workflow_exit_code_table_matches_the_cli():
+    """The codes the workflow interprets are the CLI's own exit codes."""
+    from pfp_mlops.cli.errors import EXIT_CODES
+
+    codes = {code for _, code, _ in EXIT_CODES}
+    assert {10, 11, 12, 13} <= codes
