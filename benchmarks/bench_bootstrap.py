@@ -7,6 +7,7 @@ The target is absolute (issue 7: under 2 s on this CPU); there is no baseline to
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -51,32 +52,39 @@ def synthetic_pair(
     return model(0.80, 2.0), model(0.82, 2.0)
 
 
-def run() -> dict:
-    """Median wall time of paired_bootstrap(2,000 resamples, 5,000 images) against the 2 s target."""
+def run() -> list[dict]:
+    """Median wall time and CPU time of paired_bootstrap(2,000 resamples, 5,000 images) against the 2 s target.
+
+    The CPU time (this process, all threads) is reported too: on a shared machine the wall time mostly measures the
+    neighbours (3 s wall for 1 s of CPU at a load of 5 on 2 cores).
+    """
     champion, challenger = synthetic_pair()
-    times = []
+    walls, cpus = [], []
     for _ in range(REPEATS):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         paired_bootstrap(champion, challenger, n_resamples=N_RESAMPLES, seed=0)
-        times.append(time.perf_counter() - start)
-    seconds = float(np.median(times))
+        walls.append(time.perf_counter() - start)
+        cpus.append(time.process_time() - cpu)
+    wall, cpu = float(np.median(walls)), float(np.median(cpus))
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     note = (f"{N_IMAGES} images, {champion.n_predictions}/{challenger.n_predictions} predictions, {N_CLASSES} "
-            f"classes, {N_RESAMPLES} paired resamples; median of {REPEATS} (min {min(times):.3f} s)")
-    return {"name": NAME, "value": round(seconds, 4), "unit": "s", "baseline": None, "ratio": None,
-            "target": f"< {TARGET_S:g} s", "ok": seconds < TARGET_S, "note": note}
+            f"classes, {N_RESAMPLES} paired resamples; median of {REPEATS}; load average {load:.1f} on "
+            f"{os.cpu_count()} CPUs")
+    target = f"< {TARGET_S:g} s"
+    return [
+        {"name": NAME, "value": round(wall, 4), "unit": "s", "baseline": None, "ratio": None, "target": target,
+         "ok": wall < TARGET_S, "note": f"wall time (min {min(walls):.3f} s); {note}"},
+        {"name": NAME + "_cpu", "value": round(cpu, 4), "unit": "s", "baseline": None, "ratio": None,
+         "target": target, "ok": cpu < TARGET_S, "note": f"CPU time of the process; {note}"},
+    ]
 
 
 def main() -> int:
     """Print the result and exit non-zero when the target is missed."""
-    champion, challenger = synthetic_pair()
-    print(
-        f"{N_IMAGES} images, {champion.n_predictions} / {challenger.n_predictions} predictions, "
-        f"{N_CLASSES} classes, {N_RESAMPLES} resamples, median of {REPEATS}"
-    )
-    result = run()
-    status = "PASS" if result["ok"] else "FAIL"
-    print(f"{result['name']}: {result['value']:.3f} s (target {result['target']}) {status}")
-    return 0 if result["ok"] else 1
+    rows = run()
+    for r in rows:
+        print(f"{r['name']}: {r['value']:.3f} s (target {r['target']}) {'PASS' if r['ok'] else 'FAIL'} - {r['note']}")
+    return 0 if all(r["ok"] for r in rows) else 1
 
 
 if __name__ == "__main__":
