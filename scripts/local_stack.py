@@ -120,12 +120,31 @@ class Service:
             self.proc.wait(5)
 
 
+def _libc_prctl():
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _libc_prctl()  # resolved here: the child between fork and exec must not import anything
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM the service if the process that started it dies without stopping it (a killed test run)."""
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def _spawn(name: str, argv: list[str], log: Path, env: dict[str, str] | None = None,
            user: str | None = None) -> Service:
     fh = open(log, "ab")  # noqa: SIM115 - owned by the child
     # `user=` switches uid in the child itself: no runuser/su in between, so signals reach postgres directly.
     proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                            start_new_session=True, user=user, group=user, extra_groups=[] if user else None)
+                            start_new_session=True, user=user, group=user, extra_groups=[] if user else None,
+                            preexec_fn=_die_with_parent)
     fh.close()
     return Service(name, proc, log)
 
