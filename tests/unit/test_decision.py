@@ -104,3 +104,17 @@ def test_first_deployment_has_no_interval():
     d = judge(ev(0.6), None, None, gate(decision="bootstrap"), min_absolute=0.5)
     assert d.passed and d.verdict == "promote"
     assert "no interval" in d.reasons[-1] and "bootstrap" not in d.metrics
+
+
+def test_bootstrap_mode_needs_map50():
+    """The bootstrap compares mAP50: `metric: map50_95` with `decision: bootstrap` is a configuration error (exit 2)."""
+    from pfp_mlops.domain.errors import ConfigError
+    from pfp_mlops.services.context import Context
+    from pfp_mlops.services.decision import decide
+    from pfp_mlops.settings import PipelineConfig, Settings
+
+    cfg = PipelineConfig.model_validate({"gates": {"validate": {"metric": "map50_95", "decision": "bootstrap"}}})
+    ctx = Context(Settings(_env_file=None), cfg)
+    with pytest.raises(ConfigError, match="gates.validate.metric"):
+        decide(ctx, challenger_version=2, champion_version=1, challenger_eval=ev(0.8), champion_eval=ev(0.7),
+               manifest={})

@@ -20,6 +20,10 @@ Conventions (chosen to reproduce Ultralytics' validator numbers):
   0.995, not 1.0: ``np.interp`` returns the trailing 0 sentinel at recall exactly 1.0.
 * Confidence ties are broken by record order (stable sort); Ultralytics' order for ties
   is unspecified, so results can differ only when two predictions of a class share a score.
+* :func:`score_images` scores a whole split from one matching at the ten IoU thresholds
+  0.50:0.05:0.95 (:func:`match_image_thresholds`): mAP50, mAP50-95 (AP per class averaged over
+  thresholds, then over classes) and precision/recall at the confidence that maximises the
+  smoothed mean F1, all as Ultralytics' ``ap_per_class`` computes them from the same matches.
 * In the bootstrap an image drawn ``k`` times counts ``k`` times: its ground truth and each
   of its predictions get weight ``k``.  A weighted prediction is one point of the PR curve
   (its ``k`` identical copies are not split into ``k`` points), which is exact whenever
