@@ -6,6 +6,7 @@ import json
 import os
 import tempfile
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 import yaml
@@ -60,7 +61,10 @@ def run_split(cfg: PipelineConfig) -> SplitManifest:
         old = previous.get("items", {})
         moved = sum(1 for it, s in zip(items, splits, strict=True) if it.image in old and old[it.image][1] != s)
 
-    lists = {s: [str(data_root / it.image) for it, sp in zip(items, splits, strict=True) if sp == s] for s in SPLITS}
+    lists: dict[str, list[str]] = {s: [] for s in SPLITS}
+    prefix = str(data_root) + os.sep  # string joins: pathlib costs seconds at 100,000 items
+    for it, sp in zip(items, splits, strict=True):
+        lists[sp].append(prefix + (it.image if os.sep == "/" else it.image.replace("/", os.sep)))
     list_files = {s: str((out_dir / f"{s}.txt").resolve()) for s in SPLITS}
     data_yaml = out_dir / "data.yaml"
     manifest = SplitManifest(
@@ -83,12 +87,23 @@ def run_split(cfg: PipelineConfig) -> SplitManifest:
             sort_keys=False,
         ),
     )
-    full = manifest.to_dict() | {
-        "data_root": str(data_root),
-        "items": {it.image: [it.content_hash, s] for it, s in zip(items, splits, strict=True)},
-    }
-    _atomic_write(out_dir / MANIFEST, json.dumps(full, indent=1))
+    head = manifest.to_dict() | {"data_root": str(data_root)}
+    _atomic_write(out_dir / MANIFEST, _manifest_json(head, ((it.image, it.content_hash, s)
+                                                            for it, s in zip(items, splits, strict=True))))
     return manifest
+
+
+def _manifest_json(head: dict, items: Iterable[tuple[str, str, str]]) -> str:
+    """The manifest with one line per item under "items": {path: [content hash, split]}.
+
+    json.dumps with an indent falls back to the pure-Python encoder (~1 s per 100,000 items); the items are
+    formatted here with the C string encoder instead. Same JSON value as json.dumps(head | {"items": ...}).
+    """
+    from json.encoder import encode_basestring_ascii as q  # the C implementation
+
+    body = ",\n".join(f"  {q(path)}: [{q(content)}, {q(split)}]" for path, content, split in items)
+    text = json.dumps(head, indent=1)
+    return f"{text[:-2]},\n \"items\": {{\n{body}\n }}\n}}" if body else json.dumps(head | {"items": {}}, indent=1)
 
 
 def read_manifest(dataset_dir: Path) -> dict | None:

@@ -1,0 +1,111 @@
+"""Helpers shared by the benchmark modules: timing child processes, medians, result rows.
+
+The machines these run on are shared and noisy: every figure is a median of several runs, and every target that
+can be is a ratio against a baseline measured in the same run, in alternating order.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent  # the venv's bin: pfp, dvc, yolo, mlflow
+
+
+def quick() -> bool:
+    """`run.py --quick`: fewer repeats, no minutes-long benchmarks."""
+    return os.environ.get("PFP_BENCH_QUICK", "") == "1"
+
+
+def repeats(full: int, fast: int) -> int:
+    return fast if quick() else full
+
+
+def offline_env(home: Path, **extra: str) -> dict[str, str]:
+    """The environment of a benchmarked child: pfp's offline switches, a private PFP_HOME, no user services."""
+    sys.path.insert(0, str(REPO / "src"))
+    from pfp_mlops.runtime_env import OFFLINE_ENV
+
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MLFLOW_", "PFP_", "AWS_")) and k != "VIRTUAL_ENV_PROMPT"}
+    env.update(OFFLINE_ENV)
+    env.update(PFP_HOME=str(home), YOLO_CONFIG_DIR=str(home / "ultralytics"), PFP_LOG_LEVEL="WARNING")
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.update(extra)
+    return env
+
+
+class Measured(NamedTuple):
+    wall: float  # seconds
+    rss_mib: float  # the child's own peak resident set
+    cpu: float  # user + system seconds of the child (less sensitive than wall to other users of the cores)
+    proc: subprocess.CompletedProcess
+
+
+def measure(argv: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
+            check: bool = True, timeout: float = 900) -> Measured:
+    """Run a child; return its wall time, its own peak RSS, its CPU time and the completed process.
+
+    The child is reaped with wait4, so its peak RSS is its own (RUSAGE_CHILDREN would be the max over all children).
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(list(argv), env=env, cwd=cwd, stdout=out, stderr=err)
+        killer = threading.Timer(timeout, proc.kill)
+        killer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            killer.cancel()
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        done = subprocess.CompletedProcess(proc.args, proc.returncode, out.read().decode(errors="replace"),
+                                           err.read().decode(errors="replace"))
+    if check and done.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, argv))} exited {done.returncode}: {done.stderr.strip()[-800:]}")
+    return Measured(wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, done)
+
+
+def alternate(fns: dict[str, Callable[[], float]], n: int, warmup: int = 1) -> dict[str, list[float]]:
+    """Call each timing function n times in rotating order (after `warmup` untimed rounds); all samples per name."""
+    names = list(fns)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+    out: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(n):
+        order = names[i % len(names):] + names[: i % len(names)]
+        if i % 2:
+            order.reverse()
+        for name in order:
+            out[name].append(fns[name]())
+    return out
+
+
+def median(xs: Sequence[float]) -> float:
+    return float(statistics.median(xs))
+
+
+def spread(xs: Sequence[float]) -> str:
+    """`min–max of n` for the note column."""
+    return f"{min(xs):.3g}–{max(xs):.3g} s over {len(xs)}" if xs else ""
+
+
+def row(name: str, value: float | None, unit: str, *, baseline: float | None = None, ratio: float | None = None,
+        target: str = "", ok: bool | None = None, note: str = "") -> dict[str, Any]:
+    """One result row in the runner's protocol."""
+    if ratio is None and baseline and value is not None:
+        ratio = value / baseline
+    return {"name": name, "value": value, "unit": unit, "baseline": baseline, "ratio": ratio, "target": target,
+            "ok": ok, "note": note}
