@@ -138,6 +138,8 @@ def test_force_from_and_until(fakes):
     assert run_all("--until", "train") == (0, {"split": "cached", "train": "cached", "register": "skipped",
                                                "promote": "skipped", "validate": "skipped"})
     assert fakes["calls"] == ["train", "register", "promote", "validate"] * 2 + ["promote", "validate"]
+    assert run_all("--from", "split", "--until", "split") == (0, {"split": "ok", **{s: "skipped" for s in
+                                                                                   list(ALL_OK)[1:]}})
     code, out = pfp_json("run-all", "--from", "deploy")
     assert code == 2 and "unknown step 'deploy'" in out["error"]["message"]
     code, out = pfp_json("run-all", "--from", "validate", "--until", "split")

@@ -108,6 +108,7 @@ class Selection:
     first: str = STEPS[0]
     last: str = STEPS[-1]
     force: bool = False
+    rerun_first: bool = False  # --from STEP given: STEP and what follows rerun (even --from split)
 
     def __post_init__(self) -> None:
         for s in (self.first, self.last):
@@ -121,7 +122,7 @@ class Selection:
 
     def forced(self, step: str) -> bool:
         """--force reruns every selected step; --from STEP reruns STEP and what follows it."""
-        return self.selected(step) and (self.force or self.first != STEPS[0])
+        return self.selected(step) and (self.force or self.rerun_first)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -31,7 +31,8 @@ def run_all(
         from pfp_mlops.services.pipeline import STEPS, Selection
         from pfp_mlops.services.pipeline import run_all as service
 
-        sel = Selection(first=from_step or STEPS[0], last=until_step or STEPS[-1], force=force)
+        sel = Selection(first=from_step or STEPS[0], last=until_step or STEPS[-1], force=force,
+                        rerun_first=from_step is not None)
         if not json:
             inv.ctx.progress = lambda msg: output.console().print(msg)
         return service(inv.ctx, demo=demo, exit_code_of=exit_code_for, selection=sel, wait_s=wait)
