@@ -31,6 +31,21 @@ class Tracker:
             run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
         return run.info.run_id
 
+    def log(self, run_id: str, *, metrics: dict[str, float] | None = None, tags: dict[str, Any] | None = None,
+            step: int = 0, steps: list[tuple[str, float, int]] | None = None) -> None:
+        """Metrics (at `step`, plus (key, value, step) triples) and tags in one call: one store transaction."""
+        from mlflow.entities import Metric, RunTag
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v in (metrics or {}).items() if _ok(v)]
+        items += [Metric(k, float(v), now, st) for k, v, st in (steps or []) if _ok(v)]
+        tag_items = [RunTag(k, str(v)[:5000]) for k, v in (tags or {}).items()]
+        with translate_errors():
+            for i in range(0, max(len(items), 1), 1000):
+                chunk = items[i:i + 1000]
+                if chunk or (i == 0 and tag_items):
+                    self.client.log_batch(run_id, metrics=chunk, tags=tag_items if i == 0 else [])
+
     def params(self, run_id: str, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
 
@@ -40,14 +55,7 @@ class Tracker:
                 self.client.log_batch(run_id, params=items[i:i + 100])
 
     def metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, step) for k, v in metrics.items()
-                 if v is not None and not (isinstance(v, float) and math.isnan(v))]
-        if items:
-            with translate_errors():
-                self.client.log_batch(run_id, metrics=items)
+        self.log(run_id, metrics=metrics, step=step)
 
     def tags(self, run_id: str, tags: dict[str, Any]) -> None:
         from mlflow.entities import RunTag
@@ -73,3 +81,10 @@ class Tracker:
         with translate_errors():
             return self.client.search_runs([self.experiment_id],
                                            filter_string=f"tags.mlflow.parentRunId = '{parent_id}'")
+
+
+def _ok(v: Any) -> bool:
+    try:
+        return v is not None and math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False

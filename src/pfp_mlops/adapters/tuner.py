@@ -72,24 +72,31 @@ class Trial:
         self._trial = trial
         self.number: int = trial.number
         self.params = params
+        self._complete_at_start: int | None = None
 
     def set_attr(self, key: str, value: Any) -> None:
         with translate_errors(self._study.url):
             self._trial.set_user_attr(key, value)
 
     def report(self, value: float, step: int) -> None:
-        if value is None or math.isnan(value):
+        """The intermediate value the pruner judges (not stored without a pruner: a commit per epoch for nothing)."""
+        if value is None or math.isnan(value) or self._study.pruner_name == "none":
             return
         with translate_errors(self._study.url):
             self._trial.report(float(value), step)
 
-    def should_prune(self) -> bool:
-        """The pruner's verdict, once the study has `startup_trials` completed trials (the rest is the pruner's)."""
-        if self._study.pruner_name == "none":
+    def should_prune(self, epoch: int) -> bool:
+        """The pruner's verdict, once the study has `startup_trials` completed trials (the rest is the pruner's).
+
+        Storage round trips are kept off the epochs that cannot prune: they cost a commit each on SQLite."""
+        st = self._study
+        if st.pruner_name == "none" or epoch < max(st.warmup_epochs, 1):
             return False
-        with translate_errors(self._study.url):
-            if self._study.count(COMPLETE) < self._study.startup_trials:
-                return False
+        if self._complete_at_start is None:
+            self._complete_at_start = st.count(COMPLETE)
+        if self._complete_at_start < st.startup_trials:
+            return False
+        with translate_errors(st.url):
             return bool(self._trial.should_prune())
 
 
@@ -103,6 +110,7 @@ class Study:
         self.url = url
         self.name = name
         self.pruner_name = cfg.pruner
+        self.warmup_epochs = cfg.pruner_warmup_epochs
         self.startup_trials = cfg.pruner_startup_trials
         self._space = cfg.space
         sampler = optuna.samplers.TPESampler(seed=cfg.sampler_seed, n_startup_trials=min(10, max(cfg.n_trials // 3, 1)))
@@ -134,7 +142,8 @@ class Study:
         with translate_errors(self.url):
             t = self._study.ask()
             params = {} if baseline else {k: _suggest(t, k, p) for k, p in self._space.items()}
-            t.set_user_attr("baseline", baseline)
+            if baseline:
+                t.set_user_attr("baseline", True)
         return Trial(self, t, params)
 
     def tell(self, trial: Trial, state: str, value: float | None = None) -> None:

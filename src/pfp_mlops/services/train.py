@@ -129,6 +129,7 @@ class _Search:
                                         ctx.registry.experiment_id(ctx.cfg.registry.training_experiment))
         self.sink: Callable[[TrainProgress], None] | None = ctx.extra.get("train_progress")
         self.best_value: float | None = None
+        self.counts = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0}
         self.position = 0
         self.current_trial: int | None = None
         self.last_error = ""
@@ -137,14 +138,21 @@ class _Search:
     def remaining(self) -> float | None:
         return None if self.deadline is None else max(self.deadline - time.time(), 0.0)
 
-    def emit(self, event: str, *, epoch: int = 0, epochs: int = 0, current: float | None = None,
-             message: str = "") -> None:
+    def refresh(self) -> None:
+        """Study counts and best value for the display: read at trial boundaries, not every epoch."""
         trials = self.study.trials()
         best = self.study.best()
+        self.counts = {st: sum(t.state == st for t in trials) for st in ("COMPLETE", "PRUNED", "FAIL")}
+        self.best_value = best.value if best else None
+
+    def emit(self, event: str, *, epoch: int = 0, epochs: int = 0, current: float | None = None,
+             message: str = "") -> None:
+        if event != "epoch":
+            self.refresh()
+        c = self.counts
         p = TrainProgress(event, self.study_name, self.position, self.sc.n_trials, self.current_trial, epoch, epochs,
-                          current, best.value if best else None, sum(t.state == "COMPLETE" for t in trials),
-                          sum(t.state == "PRUNED" for t in trials), sum(t.state == "FAIL" for t in trials),
-                          time.time() - self.t0, self.remaining(), message)
+                          current, self.best_value, c["COMPLETE"], c["PRUNED"], c["FAIL"], time.time() - self.t0,
+                          self.remaining(), message)
         if self.sink is not None:
             self.sink(p)
         if message:
@@ -192,7 +200,6 @@ class _Search:
             "pfp.role": "trial", "pfp.study_name": self.study_name, "pfp.trial_number": trial.number,
             "pfp.baseline": str(baseline).lower(), "pfp.split_fingerprint": self.manifest["fingerprint"]})
         trial.set_attr("mlflow_run_id", child)
-        trial.set_attr("train_params", {k: v for k, v in params.items() if isinstance(v, int | float | str | bool)})
         self.tracker.params(child, params)
         kind = "baseline" if baseline else "sampled"
         self.emit("trial_start", epochs=self.trial_epochs,
@@ -212,14 +219,14 @@ class _Search:
             if value is None and state == "COMPLETE":
                 state, self.last_error = "FAIL", "training produced no validation metrics"
                 trial.set_attr("error", self.last_error)
-            trial.set_attr("valid_metrics", out.valid_metrics)
-            trial.set_attr("epochs", out.epochs_run)
-            trial.set_attr("weights", str(out.best))
-            trial.set_attr("save_dir", str(out.save_dir))
-            trial.set_attr("cut_by_deadline", flags["cut"])
-            self.tracker.metrics(child, {f"final_valid_{k}": v for k, v in out.valid_metrics.items()})
-            self.tracker.metrics(child, {"duration_s": time.time() - t0, "epochs_run": out.epochs_run})
-            self.tracker.tags(child, {"pfp.trial_state": state})
+            # One attribute, one storage commit: what _finish (here or on another machine) needs of the trial.
+            trial.set_attr("result", {
+                "weights": str(out.best), "save_dir": str(out.save_dir), "valid_metrics": out.valid_metrics,
+                "epochs": out.epochs_run, "cut_by_deadline": flags["cut"],
+                "train_params": {k: v for k, v in params.items() if isinstance(v, int | float | str | bool)}})
+            self.tracker.log(child, metrics={**{f"final_valid_{k}": v for k, v in out.valid_metrics.items()},
+                                             "duration_s": time.time() - t0, "epochs_run": out.epochs_run},
+                             tags={"pfp.trial_state": state})
             self._log_outputs(child, out.save_dir, out.best if state == "COMPLETE" else None)
             self.study.tell(trial, state, value)
             status = STATUS_OF_STATE[state]
@@ -229,27 +236,29 @@ class _Search:
         except KeyboardInterrupt:
             status = "KILLED"
             trial.set_attr("interrupted", True)
-            self.tracker.tags(child, {"pfp.trial_state": "FAIL", "pfp.error": "interrupted"})
+            self.tracker.log(child, metrics={"duration_s": time.time() - t0},
+                             tags={"pfp.trial_state": "FAIL", "pfp.error": "interrupted"})
             self.study.tell(trial, "FAIL")
             raise
         except (UserError, InfraError) as e:  # bad config or data, storage down: no later trial can do better
-            self._fail(trial, child, f"{type(e).__name__}: {e.message}")
+            self._fail(trial, child, f"{type(e).__name__}: {e.message}", t0)
             raise
         except Exception as e:  # noqa: BLE001 - a crashed trial (out of memory, NaN, …) fails alone
-            self._fail(trial, child, f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300] if str(e) else ''}")
+            self._fail(trial, child, f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300] if str(e) else ''}",
+                       t0)
             self.emit("trial_end", message=f"trial #{trial.number} failed: {self.last_error}")
             from pfp_mlops.adapters import yolo
 
             yolo.release_memory()
         finally:
-            self.tracker.metrics(child, {"duration_s": time.time() - t0})
             self.tracker.end(child, status)
             self.current_trial = None
 
-    def _fail(self, trial: Any, child: str, error: str) -> None:
+    def _fail(self, trial: Any, child: str, error: str, t0: float) -> None:
         self.last_error = error
         trial.set_attr("error", error)
-        self.tracker.tags(child, {"pfp.trial_state": "FAIL", "pfp.error": error})
+        self.tracker.log(child, metrics={"duration_s": time.time() - t0},
+                         tags={"pfp.trial_state": "FAIL", "pfp.error": error})
         self.study.tell(trial, "FAIL")
 
     def _train(self, trial: Any, child: str, batch: int, imgsz: int, hyper: dict[str, Any], flags: dict[str, bool],
@@ -264,7 +273,7 @@ class _Search:
             value = _finite(metrics.get("map50"))
             if trial is not None and value is not None:
                 trial.report(value, epoch)
-                if epoch < epochs and trial.should_prune():
+                if epoch < epochs and trial.should_prune(epoch):
                     flags["pruned"] = True
                     yolo.request_stop(trainer, plots=False)
             if self.deadline is not None and time.time() >= self.deadline and epoch < epochs \
@@ -375,8 +384,9 @@ def _finish(s: _Search, parent: str, manifest: dict[str, Any], runs_dir: Path) -
         raise TrainingFailed(f"no trial of study {s.study_name} completed ({counts['fail']} failed, "
                              f"{counts['pruned']} pruned){'; last error: ' + err if err else ''}")
     ua = best.user_attrs
-    weights_src = Path(ua.get("weights", ""))
-    save_dir = Path(ua.get("save_dir", ""))
+    res = ua.get("result") or {}
+    weights_src = Path(res.get("weights", ""))
+    save_dir = Path(res.get("save_dir", ""))
     trial_run = ua.get("mlflow_run_id")
     if not weights_src.is_file() and trial_run:  # trained by another machine sharing the study
         fetched = s.tracker.download(trial_run, "", runs_dir / "fetched" / f"trial-{best.number}")
@@ -384,9 +394,9 @@ def _finish(s: _Search, parent: str, manifest: dict[str, Any], runs_dir: Path) -
     if not weights_src.is_file():
         raise TrainingFailed(f"the weights of the best trial #{best.number} are gone ({weights_src}) and were not "
                              "logged to MLflow")
-    valid_metrics = dict(ua.get("valid_metrics") or {})
-    params = dict(ua.get("train_params") or {})
-    epochs = int(ua.get("epochs") or 0)
+    valid_metrics = dict(res.get("valid_metrics") or {})
+    params = dict(res.get("train_params") or {})
+    epochs = int(res.get("epochs") or 0)
     retrained = None
     if s.sc.retrain_best:
         rem = s.remaining()
@@ -430,16 +440,16 @@ def _finish(s: _Search, parent: str, manifest: dict[str, Any], runs_dir: Path) -
     info_path.write_text(json.dumps(info, indent=2, default=str), encoding="utf-8")
     t = s.tracker
     t.params(parent, {"best_trial": best.number, **{f"best.{k}": v for k, v in best.params.items()}})
-    t.metrics(parent, {f"final_valid_{k}": v for k, v in valid_metrics.items()})
-    t.metrics(parent, {"best_valid_map50": best.value, "trials_complete": counts["complete"],
-                       "trials_pruned": counts["pruned"], "trials_failed": counts["fail"], "duration_s": duration})
-    running_best = None
+    running_best, curve = None, []
     for tr in sorted(trials, key=lambda x: x.number):
         if tr.state == "COMPLETE" and tr.value is not None:
             running_best = tr.value if running_best is None else max(running_best, tr.value)
         if running_best is not None:
-            t.metrics(parent, {"study_best_valid_map50": running_best}, step=tr.number)
-    t.tags(parent, {"pfp.best_trial": best.number, "pfp.best_trial_run_id": trial_run or ""})
+            curve.append(("study_best_valid_map50", running_best, tr.number))
+    t.log(parent, metrics={**{f"final_valid_{k}": v for k, v in valid_metrics.items()},
+                           "best_valid_map50": best.value, "trials_complete": counts["complete"],
+                           "trials_pruned": counts["pruned"], "trials_failed": counts["fail"], "duration_s": duration},
+          steps=curve, tags={"pfp.best_trial": best.number, "pfp.best_trial_run_id": trial_run or ""})
     t.artifact(parent, best_pt, "weights")
     s._log_outputs(parent, save_dir, None)
     t.artifact(parent, info_path)
