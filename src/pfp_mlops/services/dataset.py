@@ -129,7 +129,8 @@ def _is_plain(value: str) -> bool:
 def check_items(items: list[Item], root: Path, n_classes: int, csv_name: str) -> list[Item]:
     """Hash and check each image and label; return items with hashes and class ids.
 
-    Paths are joined as strings (pathlib costs ~10 µs per join, seconds at 100,000 items); same files, same errors.
+    Paths are joined as strings and files read with os.open/os.read: pathlib joins and buffered file objects cost
+    seconds at 100,000 items. Same files, same errors.
     """
     out = []
     prefix = str(root) + os.sep
@@ -138,8 +139,7 @@ def check_items(items: list[Item], root: Path, n_classes: int, csv_name: str) ->
     for it in items:
         img_path = prefix + (it.image if native else it.image.replace("/", os.sep))
         try:
-            with open(img_path, "rb") as fh:
-                data = fh.read()
+            data = _read(img_path)
         except FileNotFoundError:
             raise DataError(f"{csv_name}:{it.line}: image file not found: {it.image}") from None
         except (IsADirectoryError, PermissionError) as e:
@@ -148,8 +148,7 @@ def check_items(items: list[Item], root: Path, n_classes: int, csv_name: str) ->
             raise DataError(f"{csv_name}:{it.line}: {it.image} is not an image (PNG, JPEG, BMP, WebP or TIFF)")
         lbl_path = prefix + (it.label if native else it.label.replace("/", os.sep))
         try:
-            with open(lbl_path, "rb") as fh:
-                lbl = fh.read()
+            lbl = _read(lbl_path)
         except FileNotFoundError:
             raise DataError(f"{csv_name}:{it.line}: label file not found: {it.label}") from None
         classes = _check_label(lbl, it.label, n_classes)
@@ -157,6 +156,18 @@ def check_items(items: list[Item], root: Path, n_classes: int, csv_name: str) ->
         content = blake2b(data + b"\0" + lbl, digest_size=16).hexdigest()
         out.append(Item(it.line, it.image, it.label, it.group, img_hash, content, classes))
     return out
+
+
+def _read(path: str) -> bytes:
+    """The whole file; raises what open() + read() would (FileNotFoundError, IsADirectoryError, PermissionError)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def _check_label(raw: bytes, name: str, n_classes: int) -> tuple[int, ...]:
