@@ -211,7 +211,8 @@ class Pfp:
                                 stderr=subprocess.PIPE, text=True, start_new_session=True)
         return cls(proc, time.monotonic())
 
-    def wait_mark(self, mark: str, timeout: float = 240) -> None:
+    def wait_mark(self, mark: str, timeout: float = 240, *, any_line: bool = False) -> None:
+        """Read stderr until a harness mark naming `mark` (or, with any_line, any line containing it)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             line = self.proc.stderr.readline()
@@ -220,7 +221,7 @@ class Pfp:
                     break
                 continue
             self.lines.append(line)
-            if line.startswith("HARNESS-MARK") and mark in line:
+            if (any_line or line.startswith("HARNESS-MARK")) and mark in line:
                 return
         out = self.proc.stdout.read() if self.proc.poll() is not None else ""
         raise AssertionError(f"mark {mark!r} never came (exit {self.proc.poll()}): {''.join(self.lines)[-3000:]}"
