@@ -1,10 +1,10 @@
 """No-op `pfp run-all` against `dvc repro` no-op on the project's own dvc.yaml, in the same run.
 
-Setup (untimed, ~2 min on 2 cores): a temporary checkout of the project's DVC files with configs/default.yaml
-shrunk to a test-sized pipeline (40 images at 64 px, 1 epoch, gates at 0), `pfp demo-data`, `dvc add data`, then
-the pipeline once through `dvc repro` (fills dvc.lock) and once through `pfp run-all` (fills pipeline_state.json),
-both on the project's embedded MLflow store. Then both no-ops run alternately, each in a fresh process, and the
-medians are compared. Target: pfp's no-op takes no longer than DVC's (ratio ≤ 1).
+Setup (untimed, ~3 min on 2 cores): two temporary checkouts of the project's DVC files with configs/default.yaml
+shrunk to a test-sized pipeline (40 images at 64 px, 1 epoch, gates at 0), `pfp demo-data`, `dvc add data`; the
+pipeline runs once through `dvc repro` in one (fills dvc.lock) and once through `pfp run-all` in the other (fills
+pipeline_state.json), each on its own embedded MLflow store. Then both no-ops run alternately, each in a fresh
+process, and the medians are compared. Target: pfp's no-op takes no longer than DVC's (ratio ≤ 1).
 """
 
 from __future__ import annotations
@@ -50,24 +50,28 @@ def _project(root: Path) -> Path:
 
 def run() -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="pfp-bench-noop-") as tmp:
-        project = _project(Path(tmp))
-        env = offline_env(project / ".pfp", DVC_NO_ANALYTICS="1")
+        # Two identical projects: run-all and dvc repro write the same outputs (dataset/, runs/), so each would
+        # invalidate the other's record. Each tool gets its own project, state and embedded MLflow store.
         pfp, dvc = str(BIN / "pfp"), str(BIN / "dvc")
-        measure([pfp, "demo-data", "--n", "40"], env=env, cwd=project)
-        measure([dvc, "add", "-q", "data"], env=env, cwd=project)
-        measure([dvc, "repro"], env=env, cwd=project, timeout=1200)
-        first = measure([pfp, "run-all", "--json"], env=env, cwd=project, timeout=1200)
+        projects, envs = {}, {}
+        for tool in ("pfp", "dvc"):
+            projects[tool] = _project(Path(tmp) / tool)
+            envs[tool] = offline_env(projects[tool] / ".pfp", DVC_NO_ANALYTICS="1")
+            measure([pfp, "demo-data", "--n", "40"], env=envs[tool], cwd=projects[tool])
+            measure([dvc, "add", "-q", "data"], env=envs[tool], cwd=projects[tool])
+        measure([dvc, "repro"], env=envs["dvc"], cwd=projects["dvc"], timeout=1200)
+        first = measure([pfp, "run-all", "--json"], env=envs["pfp"], cwd=projects["pfp"], timeout=1200)
         setup_s = json.loads(first.proc.stdout)["duration_s"]
 
         def pfp_noop() -> float:
-            m = measure([pfp, "run-all", "--json"], env=env, cwd=project)
+            m = measure([pfp, "run-all", "--json"], env=envs["pfp"], cwd=projects["pfp"])
             statuses = {s["status"] for s in json.loads(m.proc.stdout)["result"]["steps"]}
             if statuses != {"cached"}:
                 raise RuntimeError(f"pfp run-all was not a no-op: {statuses}")
             return m.wall
 
         def dvc_noop() -> float:
-            m = measure([dvc, "repro"], env=env, cwd=project)
+            m = measure([dvc, "repro"], env=envs["dvc"], cwd=projects["dvc"])
             if "Running stage" in m.proc.stdout:
                 raise RuntimeError(f"dvc repro was not a no-op: {m.proc.stdout[-500:]}")
             return m.wall
