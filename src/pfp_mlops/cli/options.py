@@ -12,7 +12,9 @@ ConfigOpt = Annotated[
 ]
 ProfileOpt = Annotated[str | None, typer.Option("--profile", help="Config profile: default, demo, … (PFP_PROFILE).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (errors too).")]
-DemoOpt = Annotated[bool, typer.Option("--demo", help="Use the demo profile; generate the synthetic dataset if missing.")]
+DemoOpt = Annotated[
+    bool, typer.Option("--demo", help="Use the demo profile; generate the synthetic dataset if missing.")
+]
 AllowSplitMismatchOpt = Annotated[
     bool, typer.Option("--allow-split-mismatch", help="Accept a model trained on another split (in the ledger).")
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -12,22 +13,40 @@ from pathlib import Path
 from typing import Any
 
 _SECRETS: list[str] = []
+# Variables whose whole value is a secret, and variables holding URLs whose userinfo (user:password@) is one.
+SECRET_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+URL_VARS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "PFP_OPTUNA_STORAGE", "MLFLOW_S3_ENDPOINT_URL")
+# A webhook URL is a bearer credential (Slack's carry the token in the path): never printed whole.
+WHOLE_URL_VARS = ("PFP_ALERT_WEBHOOK_URL",)
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/\s@]+)@")
 
 
-def register_secrets(values: Iterable[str]) -> None:
-    for v in values:
+def register_secrets(values: Iterable[str] = ()) -> None:
+    """Remember strings that must never be printed or logged: the given ones, the secret variables, the passwords
+    inside URL variables and whole webhook URLs. Safe to call repeatedly (once per command)."""
+    found = list(values)
+    found += [os.environ.get(k, "") for k in SECRET_VARS + WHOLE_URL_VARS]
+    for key in URL_VARS:
+        found += _url_secrets(os.environ.get(key, ""))
+    for v in found:
         if v and len(v) >= 4 and v not in _SECRETS:
             _SECRETS.append(v)
-    for key in ("AWS_SECRET_ACCESS_KEY", "MLFLOW_TRACKING_PASSWORD"):
-        v = os.environ.get(key)
-        if v and len(v) >= 4 and v not in _SECRETS:
-            _SECRETS.append(v)
+    _SECRETS.sort(key=len, reverse=True)  # a secret containing another is replaced whole
+
+
+def _url_secrets(url: str) -> list[str]:
+    m = _USERINFO.search(url or "")
+    if not m:
+        return []
+    user, _, password = m["userinfo"].partition(":")
+    return [password, f"{user}:{password}"] if password else []
 
 
 def scrub(text: str) -> str:
+    """Replace every registered secret by *** and mask the userinfo of any URL (`scheme://***@host`)."""
     for s in _SECRETS:
         text = text.replace(s, "***")
-    return text
+    return _USERINFO.sub(lambda m: f"{m['scheme']}***@", text)
 
 
 class _ScrubFilter(logging.Filter):

@@ -55,6 +55,7 @@ def run(
 
     t0 = time.time()
     setup_logging("WARNING", "text", None)  # until settings are known
+    register_secrets()  # from the environment already: an error in the settings themselves must not print them
     log = logging.getLogger("pfp")
     try:
         inv = Invocation(config, profile, demo)

@@ -35,6 +35,7 @@ def register(
             return
         output.kv(f"registered {r.name} v{r.version}", [("test mAP50", r.evaluation.map50),
                                                          ("test mAP50-95", r.evaluation.map50_95),
-                                                         ("model uri", r.model_uri), *(("gate", x) for x in r.decision.reasons)])
+                                                         ("model uri", r.model_uri),
+                                                         *(("gate", x) for x in r.decision.reasons)])
 
     run("register", body, render, json_out=json, config=config, profile=profile)
