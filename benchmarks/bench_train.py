@@ -27,9 +27,9 @@ SLOW = True
 TARGET = 1.03
 # The CPU defaults; the GPU check sets PFP_BENCH_TRAIN_DEVICE=0 and larger sizes (README "Training …").
 DEVICE = os.environ.get("PFP_BENCH_TRAIN_DEVICE", "cpu")
-N_IMAGES = int(os.environ.get("PFP_BENCH_TRAIN_IMAGES", "160"))
-IMGSZ = int(os.environ.get("PFP_BENCH_TRAIN_IMGSZ", "128"))
-EPOCHS = int(os.environ.get("PFP_BENCH_TRAIN_EPOCHS", "6"))
+N_IMAGES = int(os.environ.get("PFP_BENCH_TRAIN_IMAGES", "200"))
+IMGSZ = int(os.environ.get("PFP_BENCH_TRAIN_IMGSZ", "160"))
+EPOCHS = int(os.environ.get("PFP_BENCH_TRAIN_EPOCHS", "8"))
 BATCH = int(os.environ.get("PFP_BENCH_TRAIN_BATCH", "16"))
 WORKERS = int(os.environ.get("PFP_BENCH_TRAIN_WORKERS", "0"))
 

@@ -57,12 +57,25 @@ def sqlite(home: Path) -> str:
     return f"sqlite:///{home.resolve() / 'optuna.db'}"
 
 
-def test_study_tracks_every_trial_as_a_child_run_and_keeps_the_best(workdir):
+def test_study_tracks_every_trial_as_a_child_run_and_keeps_the_best(workdir, monkeypatch):
     """Three trials → one parent run and three closed child runs with params, states and per-epoch metrics; the
-    best trial's weights, results.csv and plots on the parent; training_info.json names the study and best trial."""
+    best trial's weights, results.csv and plots on the parent; training_info.json names the study and best trial.
+    Drawing the plots (Ultralytics' check_font among others) attempts no network connection."""
+    import socket
+
     cfg = project(workdir, train__plots=True)
-    code, out = pfp_json("train", "--config", str(cfg))
+    attempts = []
+
+    def no_network(self, address, *a, **k):
+        attempts.append(address)
+        raise OSError("network disabled in this test")
+
+    with monkeypatch.context() as m:
+        m.setattr(socket.socket, "connect", no_network)
+        m.setattr(socket.socket, "connect_ex", no_network)
+        code, out = pfp_json("train", "--config", str(cfg))
     assert code == 0, out
+    assert attempts == []
     info = json.loads((workdir / "runs" / "training_info.json").read_text())
     study = load_study(info, sqlite(workdir / ".pfp"))
     states = [t.state.name for t in study.trials]
