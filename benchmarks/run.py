@@ -205,13 +205,14 @@ def machine_line(info: dict[str, Any]) -> str:
             f"mlflow {v.get('mlflow', '?')}, dvc {v.get('dvc', '?')}; load average {info['load_avg_start']} at start")
 
 
-def write_results(rows: list[dict[str, Any]], info: dict[str, Any], *, quick: bool, argv: list[str]) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
+def write_results(rows: list[dict[str, Any]], info: dict[str, Any], *, quick: bool, argv: list[str],
+                  results: Path = RESULTS, doc_path: Path = DOC) -> Path:
+    results.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     for r in rows:
         r["measured_at"] = now
         r["quick"] = quick
-    latest_path = RESULTS / "latest.json"
+    latest_path = results / "latest.json"
     merged: dict[str, dict[str, Any]] = {}
     if latest_path.is_file():
         try:
@@ -228,14 +229,14 @@ def write_results(rows: list[dict[str, Any]], info: dict[str, Any], *, quick: bo
     doc = {"generated_at": now, "command": " ".join(["benchmarks/run.py", *argv]), "machine": info,
            "results": sorted(merged.values(), key=lambda r: (r.get("module", ""), r.get("measured_at", "")))}
     latest_path.write_text(json.dumps(doc, indent=1, default=str) + "\n")
-    with (RESULTS / "history.jsonl").open("a") as fh:
+    with (results / "history.jsonl").open("a") as fh:
         fh.write(json.dumps({"generated_at": now, "command": doc["command"], "machine": info, "results": rows},
                             default=str) + "\n")
-    update_doc(doc)
+    update_doc(doc, doc_path)
     return latest_path
 
 
-def update_doc(doc: dict[str, Any]) -> None:
+def update_doc(doc: dict[str, Any], doc_path: Path = DOC) -> None:
     """Regenerate the results block of BENCHMARKS.md; the hand-written text around it stays."""
     info = doc["machine"]
     lines = [START, "", f"Latest results (`{doc['command']}`, {doc['generated_at']}, commit {info.get('git_commit')}):",
@@ -248,12 +249,12 @@ def update_doc(doc: dict[str, Any]) -> None:
         lines.append("| " + " | ".join([*cells, f"{r.get('measured_at', '')[:16]}{quick}"]) + " |")
     lines += ["", END]
     block = "\n".join(lines)
-    text = DOC.read_text() if DOC.is_file() else f"# Benchmarks\n\n{START}\n{END}\n"
+    text = doc_path.read_text() if doc_path.is_file() else f"# Benchmarks\n\n{START}\n{END}\n"
     if START in text and END in text:
         text = text[: text.index(START)] + block + text[text.index(END) + len(END):]
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
-    DOC.write_text(text)
+    doc_path.write_text(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -264,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated benchmark names (bench_NAME.py)")
     parser.add_argument("--quick", action="store_true", help="fewer repeats; skip the minutes-long benchmarks")
     parser.add_argument("--no-write", action="store_true", help="print only; leave results/ and BENCHMARKS.md")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder for latest.json and history.jsonl")
+    parser.add_argument("--doc", type=Path, default=DOC, help="the Markdown file whose results block is rewritten")
     parser.add_argument("-v", "--verbose", action="store_true", help="show the benchmarks' own stderr")
     args = parser.parse_args(argv)
     found = discover()
@@ -284,8 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     info["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
     print_table(rows, info)
     if not args.no_write:
-        path = write_results(rows, info, quick=args.quick, argv=argv)
-        print(f"\nwrote {path.relative_to(REPO)} and {DOC.relative_to(REPO)}")
+        path = write_results(rows, info, quick=args.quick, argv=argv, results=args.results, doc_path=args.doc)
+        print(f"\nwrote {path} and {args.doc}")
     return 0 if all(r["ok"] is not False for r in rows) else 1
 
 
