@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import platform
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -112,13 +113,17 @@ def train(
 
         trainer.final_eval = final_eval
 
+    # pfp's own streams: `_quiet` silences Ultralytics during training, not pfp's progress lines from on_epoch.
+    out_stream, err_stream = sys.stdout, sys.stderr
+
     def _cb(trainer: Any) -> None:
         if getattr(trainer, "_pfp_final", False):
             return
         epoch = int(trainer.epoch) + 1
         seen_epochs.append(epoch)
         if on_epoch is not None:
-            on_epoch(epoch, _valid_metrics(trainer.metrics), trainer)
+            with contextlib.redirect_stdout(out_stream), contextlib.redirect_stderr(err_stream):
+                on_epoch(epoch, _valid_metrics(trainer.metrics), trainer)
 
     model.add_callback("on_train_start", _on_start)
     model.add_callback("on_fit_epoch_end", _cb)

@@ -42,7 +42,8 @@ class LiveTrainDisplay:
         from rich.console import Console
         from rich.live import Live
 
-        self.console = Console(stderr=True, highlight=False)
+        # Bound to the real stderr now: Ultralytics' output is swallowed by redirecting sys.stderr during training.
+        self.console = Console(file=sys.stderr, highlight=False)
         self.snapshot: Any = None
         self.live = Live(self._render(), console=self.console, refresh_per_second=2, transient=True)
 
