@@ -36,6 +36,7 @@ def _merge(base: dict, over: dict) -> dict:
 
 
 def _project(root: Path) -> Path:
+    root.mkdir(parents=True)
     for name in ("dvc.yaml", ".dvcignore"):
         shutil.copy(REPO / name, root / name)
     (root / ".dvc").mkdir()
