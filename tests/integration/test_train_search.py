@@ -243,3 +243,18 @@ def test_time_budget_stops_the_search_not_the_command(workdir):
     assert code == 0, out
     st = out["result"]["study"]
     assert st["trials"] == 1 and st["complete"] == 1 and out["result"]["epochs"] == 1
+
+
+def test_retrain_best_ships_the_retrained_weights(workdir):
+    """With short search trials (trial_epochs) and retrain_best, the best params are retrained for train.epochs in
+    a `retrain-best` child run, whose weights and metrics become the output."""
+    cfg = project(workdir, train__search__n_trials=2, train__search__trial_epochs=1, train__search__retrain_best=True)
+    code, out = pfp_json("train", "--config", str(cfg))
+    assert code == 0, out
+    info = json.loads((workdir / "runs" / "training_info.json").read_text())
+    assert info["epochs"] == 2 and info["study"]["retrained_run_id"]
+    runs = {r.info.run_id: r for r in all_runs(workdir / ".pfp")}
+    retrain = runs[info["study"]["retrained_run_id"]]
+    assert retrain.data.tags["pfp.role"] == "retrain" and retrain.info.status == "FINISHED"
+    assert retrain.data.tags["mlflow.parentRunId"] == info["run_id"]
+    assert retrain.data.params["epochs"] == "2"
