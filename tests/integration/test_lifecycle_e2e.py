@@ -134,6 +134,8 @@ def test_equal_challenger_is_rejected_and_production_unchanged(project):
     assert "not better" in " ".join(out["result"]["decision"]["reasons"])
     assert alias("production") == 2 and alias("staging") is None
     assert tags(3)["stage"] == "rejected"
+    alert = json.loads((root / ".pfp" / "alerts.jsonl").read_text().splitlines()[-1])
+    assert alert["event"] == "rejection" and alert["challenger"] == 3 and alert["champion"] == 2
 
 
 def test_production_model_loads_and_predicts_in_a_fresh_process(project):
