@@ -76,7 +76,7 @@ def _run(tmp: Path) -> list[dict]:
     if m.proc.returncode != 0:
         raise RuntimeError(f"pfp run-all --demo exited {m.proc.returncode}: {m.proc.stderr.strip()[-500:]}")
     result = json.loads(m.proc.stdout)["result"]
-    steps = {s["name"]: s for s in result.get("steps", [])}
+    steps = {s.get("step") or s.get("name"): s for s in result.get("steps", [])}
     found = re.search(r"test mAP50 ([0-9.]+)", steps.get("register", {}).get("summary", ""))
     pfp_map50 = float(found.group(1)) if found else float("nan")
     durations = ", ".join(f"{n} {s.get('duration_s', 0):.0f} s" for n, s in steps.items())
