@@ -64,6 +64,10 @@ def measure(argv: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path
         killer.start()
         try:
             _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:  # interrupted (Ctrl-C, SIGTERM from the runner): leave no child behind
+            proc.kill()
+            os.wait4(proc.pid, 0)
+            raise
         finally:
             killer.cancel()
         wall = time.perf_counter() - t0

@@ -23,6 +23,7 @@ import json
 import math
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -77,6 +78,9 @@ def failed_row(module: str, note: str) -> dict[str, Any]:
 def child(path: Path) -> int:
     """In a fresh process: import one module, call run(), print its rows as JSON on the last stdout line."""
     sys.path[:0] = [str(HERE), str(REPO / "src")]
+    # SIGTERM (the runner's timeout, a killed run) unwinds like Ctrl-C: the module's finally blocks remove its
+    # temp folders and its measured child processes.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     module = path.stem.removeprefix("bench_")
     try:
         spec = importlib.util.spec_from_file_location(path.stem, path)
@@ -97,12 +101,21 @@ def run_module(name: str, path: Path, *, quick: bool, verbose: bool) -> list[dic
         return [{**failed_row(name, "skipped (--quick)"), "ok": None}]
     env = dict(os.environ, PFP_BENCH_QUICK="1" if quick else "0", PYTHONUNBUFFERED="1")
     t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--child", str(path)], env=env,
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=None if verbose else subprocess.PIPE, text=True)
     try:
-        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", str(path)], env=env,
-                              cwd=REPO, stdout=subprocess.PIPE, stderr=None if verbose else subprocess.PIPE,
-                              text=True, timeout=MODULE_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
+        stdout, stderr = proc.communicate(timeout=MODULE_TIMEOUT_S)
+    except BaseException as e:  # timeout or Ctrl-C: SIGTERM first, so the module removes its temp folders
+        proc.terminate()
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+        if not isinstance(e, subprocess.TimeoutExpired):
+            raise
         return [failed_row(name, f"timed out after {MODULE_TIMEOUT_S} s")]
+    proc = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     took = time.perf_counter() - t0
     lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
     try:
