@@ -183,7 +183,8 @@ def _run(tmp: Path) -> list[dict]:
         row("registry_runtime_check", median(checks), "s",
             note=f"fresh-process load + predict at register (safety, by design); {spread(checks)}"),
         row("registry_evaluation", median(evals), "s",
-            note=f"{median(n_evals):.0f} evaluations per round (others cached by fingerprint); 64 px, tiny test split"),
+            note=f"{median(n_evals):.0f} evaluations in a measured round (the same weights are registered again, so "
+                 f"pfp's evaluation cache answers; promote/validate reuse the version's tag); 64 px, tiny test split"),
         row("registry_commands_wall", median(walls), "s", note="register+promote+validate, 3 processes, all included"),
     ]
 
