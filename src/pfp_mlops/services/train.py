@@ -382,7 +382,9 @@ def _finish(s: _Search, parent: str, manifest: dict[str, Any], runs_dir: Path) -
     if best is None:
         err = next((t.user_attrs.get("error") for t in reversed(trials) if t.user_attrs.get("error")), s.last_error)
         raise TrainingFailed(f"no trial of study {s.study_name} completed ({counts['fail']} failed, "
-                             f"{counts['pruned']} pruned){'; last error: ' + err if err else ''}")
+                             f"{counts['pruned']} pruned){'; last error: ' + err if err else ''} "
+                             "(failed trials count toward train.search.n_trials: raise it, or set a new "
+                             "train.search.study_name, to try again)")
     ua = best.user_attrs
     res = ua.get("result") or {}
     weights_src = Path(res.get("weights", ""))
