@@ -23,13 +23,12 @@ def _sources() -> list[Path]:
 
 
 def test_declared_versions_match_the_policy():
-    """requires-python >= 3.11; classifiers name 3.11–3.13 and not the untested 3.14."""
+    """requires-python >= 3.11; classifiers name 3.11 up to 3.14 (issue #2: declared; 3.14 cannot be tested here)."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     assert project["requires-python"] == ">=3.11"
     classifiers = set(project["classifiers"])
-    for v in ("3.11", "3.12", "3.13"):
+    for v in ("3.11", "3.12", "3.13", "3.14"):
         assert f"Programming Language :: Python :: {v}" in classifiers
-    assert "Programming Language :: Python :: 3.14" not in classifiers
 
 
 def test_sources_parse_as_python_3_11_and_import_nothing_removed_since():

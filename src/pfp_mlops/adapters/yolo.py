@@ -60,6 +60,31 @@ def runtime_versions() -> dict[str, str]:
     return out
 
 
+def library_versions() -> dict[str, str]:
+    """The versions that enter evaluation fingerprints, read from package metadata: no torch/ultralytics import.
+
+    Same values as `runtime_versions()` minus CUDA, so a validate whose results are all cached (the usual case for
+    the champion) never pays the ~4 s of importing torch and ultralytics.
+    """
+    from importlib import metadata
+
+    def dist(*names: str) -> str | None:
+        for name in names:
+            try:
+                return metadata.version(name).split("+")[0]
+            except metadata.PackageNotFoundError:
+                continue
+        return None
+
+    out = {"python": platform.python_version()}
+    for key, names in (("torch", ("torch",)), ("ultralytics", ("ultralytics", "ultralytics-opencv-headless")),
+                       ("torchvision", ("torchvision",))):
+        v = dist(*names)
+        if v is not None:
+            out[key] = v
+    return out
+
+
 def resolve_device(device: str) -> str:
     """`auto` → first GPU if any else cpu; anything else as given (validated by Settings)."""
     if device != "auto":
@@ -250,9 +275,8 @@ class SplitEvaluation:
 
 def protocol_fingerprint(protocol: dict[str, Any], split_fingerprint: str) -> str:
     """Protocol settings + split fingerprint + evaluator + library versions: results are comparable only when equal."""
-    payload = {"protocol": protocol, "split": split_fingerprint, "versions": runtime_versions(),
+    payload = {"protocol": protocol, "split": split_fingerprint, "versions": library_versions(),
                "evaluator": EVALUATOR, "max_det": MAX_DET}
-    payload["versions"].pop("cuda", None)
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
