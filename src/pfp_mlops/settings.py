@@ -113,8 +113,15 @@ class Settings(BaseSettings):
         return f"sqlite:///{self.resolved_home() / 'mlflow.db'}"
 
     def artifact_root(self) -> str | None:
-        """Where new experiments keep artifacts: a local folder for the embedded store, the server's choice otherwise."""
-        if self.mlflow_tracking_uri:
+        """Where new experiments keep artifacts: a local folder for the embedded store, the server's choice otherwise.
+
+        A configured `sqlite:///…/x.db` gets `…/artifacts` beside the database: MLflow's own default, `./mlruns`
+        relative to whatever the working directory happens to be, scatters a store's artifacts across folders.
+        """
+        uri = self.mlflow_tracking_uri
+        if uri and uri.startswith("sqlite:///") and uri != "sqlite:///:memory:":
+            return (Path(uri.removeprefix("sqlite:///")).expanduser().resolve().parent / "artifacts").as_uri()
+        if uri:
             return None
         return (self.resolved_home() / "artifacts").as_uri()
 

@@ -28,6 +28,12 @@ def test_configured_server_is_used(monkeypatch):
     assert s.tracking_uri() == "http://127.0.0.1:5000" and s.artifact_root() is None
 
 
+def test_configured_sqlite_store_keeps_artifacts_beside_the_database(monkeypatch, tmp_path):
+    """A configured SQLite URI gets an artifact folder next to its database, not ./mlruns in the current folder."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'store' / 'm.db'}")
+    assert load_settings().artifact_root() == (tmp_path / "store" / "artifacts").as_uri()
+
+
 def test_dotenv_is_read(tmp_path, monkeypatch):
     """Values in `.env` are read when the environment does not set them."""
     monkeypatch.chdir(tmp_path)
