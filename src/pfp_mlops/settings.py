@@ -419,5 +419,7 @@ def load_config(path: Path | None) -> PipelineConfig:
         raise ConfigError(f"{path}: {key}: {msg}") from None
 
 
-def load_pipeline_config(settings: Settings, *, config: Path | None = None, profile: str | None = None) -> PipelineConfig:
+def load_pipeline_config(
+    settings: Settings, *, config: Path | None = None, profile: str | None = None
+) -> PipelineConfig:
     return load_config(resolve_config_path(config or settings.config, profile or settings.profile))
