@@ -1,4 +1,4 @@
-"""Ultralytics adapter: train from a model YAML and evaluate with one fixed protocol. Only module importing ultralytics."""
+"""Ultralytics adapter: train from a model YAML, evaluate with one fixed protocol. The only module importing it."""
 
 from __future__ import annotations
 

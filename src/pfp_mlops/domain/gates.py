@@ -98,7 +98,8 @@ def validate_gate(
     if champion is None:
         if c + EPS >= min_absolute:
             return Decision("validate", True,
-                            [f"no production model yet: first deployment; {metric} {c:.4f} >= minimum {min_absolute:.4f}"],
+                            [f"no production model yet: first deployment; {metric} {c:.4f} >= minimum "
+                             f"{min_absolute:.4f}"],
                             metrics, verdict="promote")
         return Decision("validate", False,
                         [f"no production model yet, but {metric} {c:.4f} < minimum {min_absolute:.4f}"],
