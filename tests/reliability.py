@@ -91,7 +91,10 @@ def training_info_for(template: Path, tracking_uri: str, dest: Path) -> Path:
 
     c = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     exp = c.get_experiment_by_name("pfp-training")
-    exp_id = exp.experiment_id if exp else c.create_experiment("pfp-training")
+    # Like pfp's own rule for a configured SQLite store: artifacts beside the database, never ./mlruns of the cwd.
+    loc = (Path(tracking_uri.removeprefix("sqlite:///")).parent / "artifacts").as_uri() \
+        if tracking_uri.startswith("sqlite:///") else None
+    exp_id = exp.experiment_id if exp else c.create_experiment("pfp-training", artifact_location=loc)
     run = c.create_run(exp_id, tags={"mlflow.runName": "copied-training"})
     c.set_terminated(run.info.run_id, "FINISHED")
     info = json.loads((template / "runs" / "training_info.json").read_text())
