@@ -91,11 +91,7 @@ def _looks_unreachable(msg: str) -> bool:
 
 
 def _uri() -> str:
-    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
-    if "@" in uri:  # never print credentials embedded in a URI
-        scheme, _, rest = uri.partition("://")
-        uri = f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return uri
+    return public_uri(os.environ.get("MLFLOW_TRACKING_URI", ""))
 
 
 class Registry:
@@ -198,7 +194,7 @@ class Registry:
     @_translate
     def versions(self, name: str) -> list[ModelVersionInfo]:
         if not self.model_exists(name):
-            raise NotFoundError(f"registered model {name!r} not found in {_safe(self.uri)}")
+            raise NotFoundError(f"registered model {name!r} not found in {public_uri(self.uri)}")
         rm = self.client.get_registered_model(name)
         aliases: dict[int, list[str]] = {}
         for alias, v in (rm.aliases or {}).items():
@@ -395,7 +391,8 @@ def _info(mv: Any) -> ModelVersionInfo:
     )
 
 
-def _safe(uri: str) -> str:
+def public_uri(uri: str) -> str:
+    """A tracking URI fit to print: credentials embedded in it are masked."""
     if "@" in uri:
         scheme, _, rest = uri.partition("://")
         return f"{scheme}://***@{rest.split('@', 1)[1]}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pfp_mlops.adapters.mlflow_registry import public_uri
 from pfp_mlops.domain.models import ModelVersionInfo
 from pfp_mlops.domain.rollback_policy import tag_repairs
 from pfp_mlops.services.context import Context
@@ -12,7 +13,7 @@ from pfp_mlops.services.context import Context
 def run_status(ctx: Context) -> dict[str, Any]:
     reg, name = ctx.registry, ctx.model_name
     if not reg.model_exists(name):
-        return {"model": name, "tracking_uri": _safe(ctx.settings.tracking_uri()), "versions": [], "aliases": {},
+        return {"model": name, "tracking_uri": public_uri(ctx.settings.tracking_uri()), "versions": [], "aliases": {},
                 "drift": []}
     versions = reg.versions(name)
     aliases = {a: v.version for v in versions for a in v.aliases}
@@ -24,7 +25,7 @@ def run_status(ctx: Context) -> dict[str, Any]:
          "run_id": v.run_id}
         for v in versions
     ]
-    return {"model": name, "tracking_uri": _safe(ctx.settings.tracking_uri()), "versions": rows,
+    return {"model": name, "tracking_uri": public_uri(ctx.settings.tracking_uri()), "versions": rows,
             "aliases": aliases, "drift": drift}
 
 
@@ -39,9 +40,3 @@ def drift_of(ctx: Context, versions: list[ModelVersionInfo]) -> list[tuple[int, 
             holders["staging"] = v.version
     return tag_repairs({v.version: v.stage for v in versions}, holders)
 
-
-def _safe(uri: str) -> str:
-    if "@" in uri:
-        scheme, _, rest = uri.partition("://")
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return uri
