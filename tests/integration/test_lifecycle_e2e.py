@@ -267,6 +267,20 @@ def test_register_refuses_a_runtime_production_cannot_run(project, monkeypatch):
     assert len(client().search_model_versions(f"name = '{MODEL}'")) == 3
 
 
+def test_register_holds_the_declared_runtime_against_the_fresh_process_versions(project, monkeypatch):
+    """CUDA is only known to the process that loaded the model: a declared CUDA no machine has is refused after
+    the fresh-process check (exit 10, the mismatch named with the CUDA seen there), and no version is created."""
+    monkeypatch.setenv("PFP_PRODUCTION_RUNTIME", "cuda==0.0")
+    root, cfg = project
+    code, out = pfp_json("register", "--config", str(cfg["strong"]))
+    assert code == 10, out
+    import torch
+
+    seen = str(torch.version.cuda) if torch.version.cuda and torch.cuda.is_available() else "none"
+    assert f"cuda {seen} does not satisfy ==0.0" in out["error"]["message"]
+    assert len(client().search_model_versions(f"name = '{MODEL}'")) == 3
+
+
 def test_register_refuses_a_model_that_does_not_load_in_a_fresh_process(project, monkeypatch):
     """The logged artifact is made unloadable: the fresh-process check fails, exit 10, no version."""
     root, cfg = project

@@ -159,14 +159,17 @@ class Registry:
 
     @_translate
     def model_exists(self, name: str) -> bool:
+        return self._registered_model(name) is not None
+
+    def _registered_model(self, name: str) -> Any | None:
+        """The registered model (one read), or None when there is none of that name."""
         from mlflow.exceptions import MlflowException
 
         try:
-            self.client.get_registered_model(name)
-            return True
+            return self.client.get_registered_model(name)
         except MlflowException as e:
             if getattr(e, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
-                return False
+                return None
             raise
 
     @_translate
@@ -193,9 +196,9 @@ class Registry:
 
     @_translate
     def versions(self, name: str) -> list[ModelVersionInfo]:
-        if not self.model_exists(name):
+        rm = self._registered_model(name)
+        if rm is None:
             raise NotFoundError(f"registered model {name!r} not found in {public_uri(self.uri)}")
-        rm = self.client.get_registered_model(name)
         aliases: dict[int, list[str]] = {}
         for alias, v in (rm.aliases or {}).items():
             aliases.setdefault(int(v), []).append(alias)
@@ -208,9 +211,9 @@ class Registry:
 
     @_translate
     def alias_version(self, name: str, alias: str) -> int | None:
-        if not self.model_exists(name):
+        rm = self._registered_model(name)
+        if rm is None:
             return None
-        rm = self.client.get_registered_model(name)
         v = (rm.aliases or {}).get(alias)
         return int(v) if v is not None else None
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
@@ -42,16 +44,44 @@ def log_pyfunc(weights: Path, *, run_id: str, imgsz: int, conf: float = 0.25) ->
     from mlflow.types import ColSpec, Schema
 
     signature = ModelSignature(inputs=Schema([ColSpec("string", "image")]))
-    with translate_errors(), mlflow.start_run(run_id=run_id):
+    reqs = pinned_requirements()
+    with translate_errors(), _requirements_map_for(reqs), mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(MODEL_CODE),
             artifacts={"weights": str(weights)},
-            pip_requirements=pinned_requirements(),
+            pip_requirements=reqs,
             signature=signature,
             model_config={"imgsz": imgsz, "conf": conf, "iou": 0.7},
         )
     return info.model_uri
+
+
+@contextlib.contextmanager
+def _requirements_map_for(reqs: list[str]) -> Iterator[None]:
+    """Spare `log_model` its scan of every installed distribution (~1 s in this venv).
+
+    MLflow checks the given requirements against the environment and, to do so, first maps every importable
+    module of every installed distribution to its package (`importlib_metadata.packages_distributions()`). Ours
+    are pinned from this environment's own metadata, so the check can only pass; a map holding just those
+    packages gives it the same answer. The private global is only touched when it has the shape this MLflow
+    has, and reset afterwards, so anything else in the process still builds the full map.
+    """
+    try:
+        from mlflow.utils import requirements_utils as ru
+    except ImportError:  # pragma: no cover - mlflow without the module
+        yield
+        return
+    if getattr(ru, "_MODULES_TO_PACKAGES", 0) is not None or getattr(ru, "_PACKAGES_TO_MODULES", 0) is not None:
+        yield  # already built (or a different MLflow): nothing to spare
+        return
+    names = [r.split("==")[0] for r in reqs]
+    ru._MODULES_TO_PACKAGES = {n.replace("-", "_"): [n] for n in names}
+    try:
+        yield
+    finally:
+        ru._MODULES_TO_PACKAGES = None
+        ru._PACKAGES_TO_MODULES = None
 
 
 CHECK_SCRIPT = textwrap.dedent(
@@ -67,14 +97,28 @@ CHECK_SCRIPT = textwrap.dedent(
         need = ["image", "class_id", "class_name", "confidence", "x1", "y1", "x2", "y2"]
         assert cols == need, cols
         rows = len(out)
-    print(json.dumps({"ok": True, "rows": rows, "seconds": round(time.time() - t, 2)}))
+    seconds = round(time.time() - t, 2)
+    import platform, torch, ultralytics  # already loaded by the model: free
+    runtime = {"python": platform.python_version(), "torch": torch.__version__.split("+")[0],
+               "ultralytics": ultralytics.__version__,
+               "cuda": str(torch.version.cuda) if torch.version.cuda and torch.cuda.is_available() else "none"}
+    try:
+        import torchvision
+        runtime["torchvision"] = torchvision.__version__.split("+")[0]
+    except ImportError:
+        pass
+    print(json.dumps({"ok": True, "rows": rows, "seconds": seconds, "runtime": runtime}))
     """
 )
 
 
 def fresh_process_check(model_uri: str, sample_image: Path | None, *, timeout_s: float = 300) -> dict:
     """Load the logged model through `mlflow.pyfunc.load_model` in a new interpreter and predict one image
-    (only load it when there is no image)."""
+    (only load it when there is no image).
+
+    Returns `{"ok", "rows", "seconds", "runtime"}`; `runtime` holds the versions the child actually loaded the
+    model with (python, torch, torchvision, ultralytics, cuda): the register step tags the version with these.
+    """
     import mlflow
 
     env = dict(os.environ)

@@ -43,7 +43,9 @@ def run_register(ctx: Context, *, training_info: Path | None = None, check_env: 
     if not decision.passed:
         raise refuse(decision, "refused")
 
-    runtime = yolo.runtime_versions()
+    # package metadata first (no torch import when the evaluation was cached): a declared runtime this
+    # environment cannot satisfy is refused before anything is logged
+    runtime = yolo.library_versions()
     declared = packaging.read_production_runtime(ctx.settings.production_runtime)
     mismatches = packaging.runtime_mismatches(declared, runtime)
     if mismatches:
@@ -57,6 +59,12 @@ def run_register(ctx: Context, *, training_info: Path | None = None, check_env: 
     except GateFailed as e:
         raise refuse(Decision("runtime", False, [e.message], {}), "refused_runtime") from None
     ctx.say(f"runtime check: loaded and predicted in a fresh process in {check.get('seconds')}s")
+    # the versions the fresh process really loaded the model with (CUDA included) are the ones tagged and held
+    # against the declared production runtime
+    runtime = {**runtime, **check.get("runtime", {})}
+    mismatches = packaging.runtime_mismatches(declared, runtime)
+    if mismatches:
+        raise refuse(Decision("runtime", False, mismatches, {}), "refused_runtime")
     env_check = None
     if check_env:
         ctx.say(f"--check-env: building an isolated {check_env} environment from the model's requirements")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pfp_mlops.adapters.mlflow_registry import public_uri
+from pfp_mlops.domain.errors import NotFoundError
 from pfp_mlops.domain.models import ModelVersionInfo
 from pfp_mlops.domain.rollback_policy import tag_repairs
 from pfp_mlops.services.context import Context
@@ -12,10 +13,11 @@ from pfp_mlops.services.context import Context
 
 def run_status(ctx: Context) -> dict[str, Any]:
     reg, name = ctx.registry, ctx.model_name
-    if not reg.model_exists(name):
+    try:
+        versions = reg.versions(name)  # one read of the registered model, one search of its versions
+    except NotFoundError:
         return {"model": name, "tracking_uri": public_uri(ctx.settings.tracking_uri()), "versions": [], "aliases": {},
                 "drift": []}
-    versions = reg.versions(name)
     aliases = {a: v.version for v in versions for a in v.aliases}
     drift = [f"v{v} {why} but is tagged stage={now} (should be {want})"
              for v, now, want, why in drift_of(ctx, versions)]
