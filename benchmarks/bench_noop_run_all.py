@@ -10,43 +10,17 @@ process, and the medians are compared. Target: pfp's no-op takes no longer than 
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import yaml
 from _common import BIN, REPO, alternate, measure, median, offline_env, repeats, row, spread
 
+sys.path.insert(0, str(REPO / "scripts"))
+from dvc_project import tiny_project  # noqa: E402 - scripts/ (shared with tests/topology/test_dvc_pipeline.py)
+
 SLOW = True
-TINY = {
-    "demo": {"n_images": 40, "imgsz": 64},
-    "train": {"epochs": 1, "imgsz": 64, "batch": 8, "search": {"n_trials": 1}},
-    "evaluation": {"imgsz": 64},
-    "gates": {"register": {"min_map50": 0.0}, "promote": {"min_map50": 0.0}},
-}
-
-
-def _merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(base.get(k, {}), v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
-    return out
-
-
-def _project(root: Path) -> Path:
-    root.mkdir(parents=True)
-    for name in ("dvc.yaml", ".dvcignore"):
-        shutil.copy(REPO / name, root / name)
-    (root / ".dvc").mkdir()
-    for name in ("config", ".gitignore"):
-        shutil.copy(REPO / ".dvc" / name, root / ".dvc" / name)
-    (root / "configs").mkdir()
-    default = yaml.safe_load((REPO / "configs" / "default.yaml").read_text())
-    (root / "configs" / "default.yaml").write_text(yaml.safe_dump(_merge(default, TINY)))
-    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
-    return root
 
 
 def run() -> list[dict[str, Any]]:
@@ -56,7 +30,7 @@ def run() -> list[dict[str, Any]]:
         pfp, dvc = str(BIN / "pfp"), str(BIN / "dvc")
         projects, envs = {}, {}
         for tool in ("pfp", "dvc"):
-            projects[tool] = _project(Path(tmp) / tool)
+            projects[tool] = tiny_project(Path(tmp) / tool)
             envs[tool] = offline_env(projects[tool] / ".pfp", DVC_NO_ANALYTICS="1")
             measure([pfp, "demo-data", "--n", "40"], env=envs[tool], cwd=projects[tool])
             measure([dvc, "add", "-q", "data"], env=envs[tool], cwd=projects[tool])

@@ -244,8 +244,24 @@ def error_lines(stderr: str) -> list[str]:
 
 # --- a killable MLflow server ---------------------------------------------------------------------------------------
 
+class _Killable:
+    """A test service that can crash (SIGKILL to its process group) or stop (SIGTERM), and be started again."""
+
+    svc: Service | None
+
+    def kill(self) -> None:
+        if self.svc is not None:
+            self.svc.kill()
+        self.svc = None
+
+    def stop(self) -> None:
+        if self.svc is not None:
+            self.svc.stop()
+        self.svc = None
+
+
 @dataclass
-class MlflowServer:
+class MlflowServer(_Killable):
     """`mlflow server` on a SQLite file, artifacts proxied to a local folder or an S3 bucket; same port across
     restarts, so clients keep their URI. Fast-start flags from design.md (one worker, no job execution)."""
 
@@ -276,24 +292,9 @@ class MlflowServer:
         self.start_s.append(round(time.monotonic() - t0, 2))
         return self
 
-    def kill(self) -> None:
-        """SIGKILL the whole process group: a crash, not a shutdown."""
-        import signal
-
-        if self.svc is not None and self.svc.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.svc.proc.pid, signal.SIGKILL)
-            self.svc.proc.wait(10)
-        self.svc = None
-
-    def stop(self) -> None:
-        if self.svc is not None:
-            self.svc.stop()
-            self.svc = None
-
 
 @dataclass
-class S3Endpoint:
+class S3Endpoint(_Killable):
     """A moto S3 endpoint with one bucket, stoppable and restartable on the same port (state is lost on restart,
     the bucket is re-created)."""
 
@@ -323,20 +324,6 @@ class S3Endpoint:
         boto3.client("s3", endpoint_url=self.url, aws_access_key_id=self.key_id, aws_secret_access_key=self.secret,
                      region_name="us-east-1").create_bucket(Bucket=self.bucket)
         return self
-
-    def kill(self) -> None:
-        import signal
-
-        if self.svc is not None and self.svc.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.svc.proc.pid, signal.SIGKILL)
-            self.svc.proc.wait(10)
-        self.svc = None
-
-    def stop(self) -> None:
-        if self.svc is not None:
-            self.svc.stop()
-            self.svc = None
 
 
 def shared_server(tmp_path_factory) -> MlflowServer:

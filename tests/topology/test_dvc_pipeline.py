@@ -19,39 +19,14 @@ import yaml
 
 from tests.servers import DVC_BUCKET
 
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "scripts"))
+from dvc_project import tiny_project  # noqa: E402 - scripts/ (shared with benchmarks/bench_noop_run_all.py)
+
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 STAGES = ("split", "train", "register", "promote", "validate")
-TINY = {
-    "demo": {"n_images": 40, "imgsz": 64},
-    "train": {"epochs": 1, "imgsz": 64, "batch": 8, "search": {"n_trials": 1}},
-    "evaluation": {"imgsz": 64},
-    "gates": {"register": {"min_map50": 0.0}, "promote": {"min_map50": 0.0}},
-}
-
-
-def _merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(base.get(k, {}), v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
-    return out
-
-
-def tiny_project(root: Path) -> Path:
-    """A checkout of the project's DVC files, with configs/default.yaml shrunk to a test-sized pipeline."""
-    root.mkdir(parents=True)
-    for name in ("dvc.yaml", ".dvcignore"):
-        shutil.copy(REPO / name, root / name)
-    (root / ".dvc").mkdir()
-    for name in ("config", ".gitignore"):
-        shutil.copy(REPO / ".dvc" / name, root / ".dvc" / name)
-    (root / "configs").mkdir()
-    default = yaml.safe_load((REPO / "configs" / "default.yaml").read_text())
-    (root / "configs" / "default.yaml").write_text(yaml.safe_dump(_merge(default, TINY)))
-    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
-    return root
 
 
 def run(argv: list[str], cwd: Path, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:

@@ -119,16 +119,11 @@ def fresh_process_check(model_uri: str, sample_image: Path | None, *, timeout_s:
     Returns `{"ok", "rows", "seconds", "runtime"}`; `runtime` holds the versions the child actually loaded the
     model with (python, torch, torchvision, ultralytics, cuda): the register step tags the version with these.
     """
-    import mlflow
-
-    env = dict(os.environ)
-    env.pop("PYTHONPATH", None)
-    env["MLFLOW_TRACKING_URI"] = mlflow.get_tracking_uri()
-    env["MLFLOW_REGISTRY_URI"] = mlflow.get_registry_uri()
+    env = _child_env()
+    env.pop("PYTHONPATH", None)  # the model must load from what is installed, not from a source tree
     try:
         args = [sys.executable, "-c", CHECK_SCRIPT, model_uri, *([str(sample_image)] if sample_image else [])]
-        proc = subprocess.run(args,
-                              capture_output=True, text=True, timeout=timeout_s, env=env)
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s, env=env)
     except subprocess.TimeoutExpired:
         raise GateFailed(f"runtime check: loading {model_uri} did not finish within {timeout_s:.0f}s") from None
     if proc.returncode != 0:
@@ -139,6 +134,14 @@ def fresh_process_check(model_uri: str, sample_image: Path | None, *, timeout_s:
         return json.loads(proc.stdout.strip().splitlines()[-1])
     except (json.JSONDecodeError, IndexError):
         raise GateFailed("runtime check: no result from the fresh process") from None
+
+
+def _child_env() -> dict[str, str]:
+    """This process's environment, pointed at the store this process uses (the checks load models:/ URIs)."""
+    import mlflow
+
+    return {**os.environ, "MLFLOW_TRACKING_URI": mlflow.get_tracking_uri(),
+            "MLFLOW_REGISTRY_URI": mlflow.get_registry_uri()}
 
 
 def read_production_runtime(spec: str | None) -> list[str]:
@@ -220,15 +223,11 @@ def isolated_env_check(model_uri: str, sample_image: Path, *, env_manager: str =
     """
     import time
 
-    import mlflow
-
     from pfp_mlops.domain.errors import InfraError
 
     workdir.mkdir(parents=True, exist_ok=True)
     out = workdir / "env_check_prediction.json"
-    env = dict(os.environ)
-    env["MLFLOW_TRACKING_URI"] = mlflow.get_tracking_uri()
-    env["MLFLOW_REGISTRY_URI"] = mlflow.get_registry_uri()
+    env = _child_env()
     t0 = time.time()
     try:
         proc = subprocess.run([sys.executable, "-c", ENV_CHECK_SCRIPT, model_uri, str(sample_image), env_manager,
