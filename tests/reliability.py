@@ -259,6 +259,17 @@ class _Killable:
             self.svc.stop()
         self.svc = None
 
+    def hang(self) -> None:
+        """SIGSTOP the process group: the kernel still accepts connections, nothing ever answers."""
+        import signal
+
+        os.killpg(self.svc.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        import signal
+
+        os.killpg(self.svc.proc.pid, signal.SIGCONT)
+
 
 @dataclass
 class MlflowServer(_Killable):

@@ -135,6 +135,38 @@ def test_server_killed_during_validate(template, server, tmp_path):
     assert consistent(server.uri)
 
 
+def test_server_hung_during_promote(template, server, tmp_path):
+    """The server stops answering (SIGSTOP: connections are accepted, nothing replies) just before promote moves
+    the staging alias: pfp gives up after MLFLOW_HTTP_REQUEST_TIMEOUT per try (exit 3, one line naming the
+    timeout), no ledger entry claims the promotion; once the server answers again, whatever its backlog did is
+    either consistent or reported as drift, `pfp repair` settles it and the re-run promotes."""
+    home = tmp_path / "home"
+    info = training_info_for(template, server.uri, home / "training_info.json")
+    with in_project(template, home, MLFLOW_TRACKING_URI=server.uri):
+        r = pfp("register", "--config", "cfg.yaml", "--training-info", str(info), "--json")
+    assert r.exit_code == 0, r.output
+    version = json.loads(r.stdout)["result"]["version"]  # a fresh candidate, whatever ran before
+    ledger_before = registry_state(server.uri)["ledger"]
+    env = _env(server.uri, home, MLFLOW_HTTP_REQUEST_TIMEOUT="3", MLFLOW_HTTP_REQUEST_MAX_RETRIES="1",
+               **_pause("pfp_mlops.adapters.mlflow_registry:Registry.move_alias:1:1"))
+    p = Pfp.start(tmp_path, ["promote", "--version", str(version), "--config", "cfg.yaml"], env, template)
+    p.wait_mark("Registry.move_alias")
+    server.hang()
+    try:
+        line = _exit_3(p, time.monotonic(), "promote, server hung")
+    finally:
+        server.resume()
+    assert "no answer within 3 s" in line and "hung" in line, line
+    assert registry_state(server.uri)["ledger"] == ledger_before
+    with in_project(template, home, MLFLOW_TRACKING_URI=server.uri):
+        assert pfp("repair").exit_code == 0
+        assert consistent(server.uri)
+        r = pfp("promote", "--version", str(version), "--config", "cfg.yaml", "--json")
+    assert r.exit_code == 0, r.output
+    assert aliases(server.uri).get("staging") == version
+    assert consistent(server.uri)
+
+
 def test_s3_stopped_during_artifact_upload(template, tmp_path):
     """The server proxies artifacts to S3; S3 dies before the model upload: exit 3, no version; S3 back: works."""
     s3 = S3Endpoint(tmp_path / "s3").start()

@@ -72,7 +72,8 @@ def translate_errors() -> Iterator[None]:
         if code in ("INVALID_PARAMETER_VALUE", "INVALID_STATE", "RESOURCE_ALREADY_EXISTS", "BAD_REQUEST"):
             raise UserError(msg) from None
         if _looks_unreachable(msg) or code in ("TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR", "ENDPOINT_NOT_FOUND"):
-            raise InfraError(f"MLflow unreachable or failing at {_uri()}: {msg}") from None
+            full = str(e.message if hasattr(e, "message") else e)
+            raise InfraError(f"MLflow unreachable or failing at {_uri()}: {http_failure(full) or msg}") from None
         raise InfraError(f"MLflow error ({code or 'unknown'}): {msg}") from None
     except (ConnectionError, TimeoutError, OSError) as e:
         raise InfraError(f"MLflow unreachable at {_uri()}: {e.__class__.__name__}: {str(e)[:200]}") from None
@@ -82,6 +83,34 @@ def translate_errors() -> Iterator[None]:
             first = str(e).splitlines()[0][:200] if str(e) else ""
             raise InfraError(f"storage unreachable or failing ({type(e).__name__}): {first}") from None
         raise
+
+
+_HTTP_CAUSES = (  # (signs in the requests/urllib3 message, what to tell the person at the terminal)
+    (("read timed out", "readtimeouterror"), "no answer within {timeout} s (MLFLOW_HTTP_REQUEST_TIMEOUT): the server "
+                                             "is hung or overloaded"),
+    (("connecttimeouterror", "(connect timeout="), "connection timed out"),
+    (("connection refused",), "connection refused: nothing listens there"),
+    (("name or service not known", "nameresolutionerror", "failed to resolve", "temporary failure in name resolution"),
+     "host name not resolved"),
+    (("connection reset", "remotedisconnected", "connection aborted", "protocolerror"),
+     "the connection was dropped by the server"),
+    (("too many 5", "responseerror", "error code 5", "status code 5"), "the server keeps answering with errors (5xx)"),
+)
+
+
+def http_failure(message: str) -> str | None:
+    """One short line for an MLflow REST failure: the cause and the endpoint, instead of urllib3's 400 characters
+    (whose first 300 never reach the cause). None when the message is not one of the known transport failures."""
+    import re
+
+    m = message.lower()
+    for signs, text in _HTTP_CAUSES:
+        if any(sign in m for sign in signs):
+            endpoint = re.search(r"/api/[\d.]+/mlflow/([\w/-]+)", message)
+            timeout = os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", "120")
+            where = f" (on {endpoint.group(1)})" if endpoint else ""
+            return text.format(timeout=timeout) + where
+    return None
 
 
 def _looks_unreachable(msg: str) -> bool:

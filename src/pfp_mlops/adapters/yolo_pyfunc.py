@@ -45,7 +45,7 @@ class YoloDetector(PythonModel):
         except Exception as e:
             raise ValueError("each 'image' must be an existing file path or base64-encoded image bytes") from e
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params=None):  # a list of images is accepted too
         if isinstance(model_input, pd.DataFrame):
             if "image" not in model_input.columns:
                 raise ValueError("input must have a column named 'image'")
