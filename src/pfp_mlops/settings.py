@@ -333,6 +333,9 @@ class ValidateGate(_Strict):
     decision: Literal["point", "bootstrap"] = "point"
     bootstrap_resamples: int = Field(default=2000, ge=100)
     bootstrap_seed: int = 0
+    # `validate --against previous`: how much worse (absolute, gate metric) production may be than the previous
+    # production before it is rolled back; `--tolerance` overrides it for one call
+    regression_tolerance: float = Field(default=0.0, ge=0, le=1)
 
 
 class GatesConfig(_Strict):

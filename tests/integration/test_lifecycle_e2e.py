@@ -335,9 +335,15 @@ def test_regression_watch_rolls_back_and_alerts(project, monkeypatch):
     assert code == 0, out
     assert any("loads and predicts in a fresh process" in x for x in out["result"]["reasons"])
     assert alias("production") == 1
+    # a configured tolerance that allows any drop keeps production; `--tolerance` overrides it for one call
+    lenient = write_config(root / "lenient.yaml", train__search__study_name="strong",
+                           gates__validate__regression_tolerance=1.0)
+    code, out = pfp_json("validate", "--against", "previous", "--config", str(lenient))
+    assert code == 0 and out["result"]["action"] == "kept", out
+    assert alias("production") == 1
     with loopback_webhook() as hook:
         monkeypatch.setenv("PFP_ALERT_WEBHOOK_URL", hook.url)
-        code, out = pfp_json("validate", "--against", "previous", "--config", str(cfg["strong"]))
+        code, out = pfp_json("validate", "--against", "previous", "--tolerance", "0", "--config", str(lenient))
     assert code == 13, out
     assert out["result"]["action"] == "rolled_back" and out["result"]["previous"] == 2
     assert out["result"]["rollback"]["alert"]["webhook"] == "sent"

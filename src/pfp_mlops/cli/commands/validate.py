@@ -63,9 +63,9 @@ def validate(
     against: Annotated[str | None, typer.Option(
         "--against", help="`previous`: regression watch; production vs the previous production on current data, "
                           "automatic rollback (exit 13) when production is worse.")] = None,
-    tolerance: Annotated[float, typer.Option(
-        "--tolerance", help="With --against previous: how much worse (absolute, gate metric) production may be.")]
-    = 0.0,
+    tolerance: Annotated[float | None, typer.Option(
+        "--tolerance", help="With --against previous: how much worse (absolute, gate metric) production may be "
+                            "[default: gates.validate.regression_tolerance, 0]")] = None,
     config: ConfigOpt = None, profile: ProfileOpt = None, json: JsonOpt = False,
 ) -> None:
     """Evaluate staging and production on the same test split; promote only if the gate is met, else reject."""
@@ -77,11 +77,12 @@ def validate(
         if against is not None:
             if against != "previous":
                 raise UserError(f"--against must be 'previous' (got {against!r})")
-            if not 0 <= tolerance <= 1:
+            if tolerance is not None and not 0 <= tolerance <= 1:
                 raise UserError(f"--tolerance must be between 0 and 1 (got {tolerance})")
             from pfp_mlops.services.regression import run_regression_watch
 
-            return run_regression_watch(inv.ctx, tolerance=tolerance)
+            allowed = inv.ctx.cfg.gates.validate_.regression_tolerance if tolerance is None else tolerance
+            return run_regression_watch(inv.ctx, tolerance=allowed)
         from pfp_mlops.services.validate import run_validate
 
         return run_validate(inv.ctx, allow_split_mismatch=allow_split_mismatch)
