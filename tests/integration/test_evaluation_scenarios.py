@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.coco_reference import coco_eval_at_50
 from tests.helpers import client, pfp, pfp_json, write_config
 
 pytestmark = pytest.mark.slow
@@ -185,31 +186,8 @@ def test_agrees_with_ultralytics_val(project, monkeypatch, tmp_path):
 
 
 def _coco_ap50(images, n_classes: int) -> tuple[float, dict[int, float]]:
-    from faster_coco_eval import COCO
-    from faster_coco_eval import COCOeval_faster as COCOeval
-
-    def xywh(b):
-        return [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]
-
-    gt = {"images": [{"id": i, "width": 96, "height": 96} for i in range(len(images))],
-          "categories": [{"id": c, "name": str(c)} for c in range(n_classes)], "annotations": []}
-    dets = []
-    for i, im in enumerate(images):
-        for b, c in zip(im.gt_boxes, im.gt_classes, strict=True):
-            gt["annotations"].append({"id": len(gt["annotations"]) + 1, "image_id": i, "category_id": int(c),
-                                      "bbox": xywh(b), "area": float((b[2] - b[0]) * (b[3] - b[1])), "iscrowd": 0})
-        dets += [{"image_id": i, "category_id": int(c), "bbox": xywh(b), "score": float(s)}
-                 for b, c, s in zip(im.pred_boxes, im.pred_classes, im.pred_confs, strict=True)]
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco_gt = COCO()
-        coco_gt.dataset = gt
-        coco_gt.createIndex()
-        ev = COCOeval(coco_gt, coco_gt.loadRes(dets), "bbox")
-        ev.params.iouThrs = np.array([0.5])
-        ev.params.maxDets = [1, 10, 300]  # the protocol keeps up to 300 detections per image
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
+    ev = coco_eval_at_50([(d.pred_boxes, d.pred_classes, d.pred_confs, d.gt_boxes, d.gt_classes) for d in images],
+                         n_classes, max_dets=300)  # the protocol keeps up to 300 detections per image
     precision = ev.eval["precision"][0, :, :, 0, -1]  # [101 recall points, K classes], area all, maxDets 300
     per_class = {c: float(precision[:, c].mean()) for c in range(n_classes) if (precision[:, c] > -1).any()}
     return float(ev.stats[1]), per_class

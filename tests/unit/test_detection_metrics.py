@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 
 import numpy as np
 import pytest
+from tests.coco_reference import coco_eval_at_50
 
 from pfp_mlops.domain.detection_metrics import (
     AP_RECALL_POINTS,
@@ -263,49 +262,7 @@ def _random_image(rng: np.random.Generator, n_classes: int, size: float = 500.0)
 
 def _coco_eval_ap50(images, n_classes: int) -> tuple[float, np.ndarray]:
     """AP50 (area all, maxDets 100) and the [101, K] precision table from faster-coco-eval or pycocotools."""
-    try:
-        from faster_coco_eval import COCO
-        from faster_coco_eval import COCOeval_faster as COCOeval
-    except ImportError:  # pragma: no cover - fallback
-        pycoco = pytest.importorskip("pycocotools.coco")
-        COCO = pycoco.COCO  # noqa: N806
-        COCOeval = pytest.importorskip("pycocotools.cocoeval").COCOeval  # noqa: N806
-
-    def xywh(b):
-        return [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]
-
-    gt = {
-        "images": [{"id": i, "width": 640, "height": 640} for i in range(len(images))],
-        "categories": [{"id": c, "name": str(c)} for c in range(n_classes)],
-        "annotations": [],
-    }
-    dets = []
-    for i, (pb, pc, cf, gb, gc) in enumerate(images):
-        for b, c in zip(gb, gc, strict=True):
-            w, h = b[2] - b[0], b[3] - b[1]
-            gt["annotations"].append(
-                {
-                    "id": len(gt["annotations"]) + 1,
-                    "image_id": i,
-                    "category_id": int(c),
-                    "bbox": xywh(b),
-                    "area": float(w * h),
-                    "iscrowd": 0,
-                }
-            )
-        dets += [
-            {"image_id": i, "category_id": int(c), "bbox": xywh(b), "score": float(s)}
-            for b, c, s in zip(pb, pc, cf, strict=True)
-        ]
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco_gt = COCO()
-        coco_gt.dataset = gt
-        coco_gt.createIndex()
-        ev = COCOeval(coco_gt, coco_gt.loadRes(dets), "bbox")
-        ev.params.iouThrs = np.array([0.5])
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
+    ev = coco_eval_at_50(images, n_classes, max_dets=100)
     return float(ev.stats[0]), ev.eval["precision"][0, :, :, 0, -1]
 
 
