@@ -246,6 +246,32 @@ def box_iou(boxes1_xyxy: np.ndarray, boxes2_xyxy: np.ndarray, eps: float = _IOU_
     return inter / (area_a[:, None] + area_b[None, :] - inter + eps)
 
 
+def _class_iou_by_confidence(
+    pred_boxes_xyxy: np.ndarray,
+    pred_classes: np.ndarray,
+    pred_confs: np.ndarray,
+    gt_boxes_xyxy: np.ndarray,
+    gt_classes: np.ndarray,
+) -> tuple[int, int, np.ndarray | None, np.ndarray | None]:
+    """The matchers' common input: (n_pred, n_gt, confidence order, [M, N] IoU of the ground truth against the
+    predictions in descending confidence, other-class pairs zeroed as in Ultralytics). Order and IoU are None when
+    either side is empty; mismatched lengths or box shapes raise ValueError."""
+    pred_classes = np.asarray(pred_classes).reshape(-1)
+    pred_confs = np.asarray(pred_confs, dtype=np.float64).reshape(-1)
+    gt_classes = np.asarray(gt_classes).reshape(-1)
+    n_pred, n_gt = pred_classes.shape[0], gt_classes.shape[0]
+    if pred_confs.shape[0] != n_pred:
+        raise ValueError("pred_confs and pred_classes must have the same length")
+    if n_pred == 0 or n_gt == 0:
+        return n_pred, n_gt, None, None
+    order = np.argsort(-pred_confs, kind="stable")
+    iou = box_iou(gt_boxes_xyxy, np.asarray(pred_boxes_xyxy).reshape(-1, 4)[order])
+    if iou.shape != (n_gt, n_pred):
+        raise ValueError("box arrays must be [N, 4] and match the class arrays")
+    iou *= gt_classes[:, None] == pred_classes[order][None, :]
+    return n_pred, n_gt, order, iou
+
+
 def match_image(
     pred_boxes_xyxy: np.ndarray,
     pred_classes: np.ndarray,
@@ -255,21 +281,11 @@ def match_image(
     iou_threshold: float = 0.5,
 ) -> np.ndarray:
     """Greedy COCO/Ultralytics matching at one IoU threshold: a TP flag per prediction, in input order."""
-    pred_classes = np.asarray(pred_classes).reshape(-1)
-    pred_confs = np.asarray(pred_confs, dtype=np.float64).reshape(-1)
-    gt_classes = np.asarray(gt_classes).reshape(-1)
-    n_pred, n_gt = pred_classes.shape[0], gt_classes.shape[0]
-    if pred_confs.shape[0] != n_pred:
-        raise ValueError("pred_confs and pred_classes must have the same length")
+    n_pred, n_gt, order, iou = _class_iou_by_confidence(pred_boxes_xyxy, pred_classes, pred_confs, gt_boxes_xyxy,
+                                                        gt_classes)
     tp = np.zeros(n_pred, dtype=bool)
-    if n_pred == 0 or n_gt == 0:
+    if iou is None:
         return tp
-    order = np.argsort(-pred_confs, kind="stable")
-    # [M, N] IoU in confidence order; other-class pairs zeroed as in Ultralytics.
-    iou = box_iou(gt_boxes_xyxy, np.asarray(pred_boxes_xyxy).reshape(-1, 4)[order])
-    if iou.shape != (n_gt, n_pred):
-        raise ValueError("box arrays must be [N, 4] and match the class arrays")
-    iou *= gt_classes[:, None] == pred_classes[order][None, :]
     matched = np.zeros(n_gt, dtype=bool)
     for j in np.flatnonzero((iou >= iou_threshold).any(axis=0)):  # descending confidence
         available = np.where(matched, 0.0, iou[:, j])
@@ -380,20 +396,12 @@ def match_image_thresholds(
     equals ``match_image(..., iou_threshold=thresholds[t])``.
     """
     thresholds = np.asarray(thresholds, dtype=np.float64).reshape(-1)
-    pred_classes = np.asarray(pred_classes).reshape(-1)
-    pred_confs = np.asarray(pred_confs, dtype=np.float64).reshape(-1)
-    gt_classes = np.asarray(gt_classes).reshape(-1)
-    n_pred, n_gt, n_t = pred_classes.shape[0], gt_classes.shape[0], thresholds.shape[0]
-    if pred_confs.shape[0] != n_pred:
-        raise ValueError("pred_confs and pred_classes must have the same length")
+    n_t = thresholds.shape[0]
+    n_pred, n_gt, order, iou = _class_iou_by_confidence(pred_boxes_xyxy, pred_classes, pred_confs, gt_boxes_xyxy,
+                                                        gt_classes)
     tp = np.zeros((n_pred, n_t), dtype=bool)
-    if n_pred == 0 or n_gt == 0 or n_t == 0:
+    if iou is None or n_t == 0:
         return tp
-    order = np.argsort(-pred_confs, kind="stable")
-    iou = box_iou(gt_boxes_xyxy, np.asarray(pred_boxes_xyxy).reshape(-1, 4)[order])
-    if iou.shape != (n_gt, n_pred):
-        raise ValueError("box arrays must be [N, 4] and match the class arrays")
-    iou *= gt_classes[:, None] == pred_classes[order][None, :]
     matched = np.zeros((n_gt, n_t), dtype=bool)
     cols = np.arange(n_t)
     for j in np.flatnonzero((iou >= thresholds.min()).any(axis=0)):  # descending confidence
