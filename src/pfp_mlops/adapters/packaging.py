@@ -98,16 +98,9 @@ CHECK_SCRIPT = textwrap.dedent(
         assert cols == need, cols
         rows = len(out)
     seconds = round(time.time() - t, 2)
-    import platform, torch, ultralytics  # already loaded by the model: free
-    runtime = {"python": platform.python_version(), "torch": torch.__version__.split("+")[0],
-               "ultralytics": ultralytics.__version__,
-               "cuda": str(torch.version.cuda) if torch.version.cuda and torch.cuda.is_available() else "none"}
-    try:
-        import torchvision
-        runtime["torchvision"] = torchvision.__version__.split("+")[0]
-    except ImportError:
-        pass
-    print(json.dumps({"ok": True, "rows": rows, "seconds": seconds, "runtime": runtime}))
+    # only now, once the model has loaded without it: what torch/ultralytics it loaded with (imported already)
+    from pfp_mlops.adapters.yolo import runtime_versions
+    print(json.dumps({"ok": True, "rows": rows, "seconds": seconds, "runtime": runtime_versions()}))
     """
 )
 
