@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pfp_mlops.domain.errors import ConfigError
+from pfp_mlops.monitor_config import MonitorConfig
 
 _DEVICE_RE = re.compile(r"^(cpu|auto|mps|\d+(,\d+)*)$")
 
@@ -369,6 +370,7 @@ class PipelineConfig(_Strict):
     gates: GatesConfig = GatesConfig()
     registry: RegistryConfig = RegistryConfig()
     pipeline: PipelineSettings = PipelineSettings()
+    monitor: MonitorConfig = MonitorConfig()  # `pfp monitor` (monitor_config.py)
 
     def section(self, name: str) -> dict[str, Any]:
         """One section as plain data, used for step fingerprints."""

@@ -8,6 +8,7 @@ from pfp_mlops.cli.commands import (
     demo_data,
     doctor,
     history,
+    monitor,
     promote,
     register,
     repair,
@@ -40,6 +41,7 @@ app.command("status")(status.status)
 app.command("history")(history.history)
 app.command("repair")(repair.repair)
 app.command("doctor")(doctor.doctor)
+app.add_typer(monitor.app, name="monitor")
 
 
 def main() -> None:
