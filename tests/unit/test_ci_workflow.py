@@ -8,7 +8,8 @@ import pytest
 from tests.helpers import pfp
 
 WORKFLOW = Path(__file__).resolve().parents[2] / ".github" / "workflows" / "pipeline.yml"
-USED = {"run-all": ("--json",), "rollback": ("--json", "--to-version", "--dry-run"), "doctor": ("--no-gpu",)}
+USED = {"run-all": ("--json",), "rollback": ("--json", "--to-version", "--dry-run"), "doctor": ("--no-gpu",),
+        "monitor run": ("--json", "--log-dir")}
 
 
 @pytest.mark.parametrize("command, options", USED.items())
@@ -16,7 +17,7 @@ def test_workflow_uses_existing_commands_and_options(command, options):
     """Each command the workflow runs is a pfp command, and each option it passes is in that command's --help."""
     text = WORKFLOW.read_text()
     assert command in text
-    r = pfp(command, "--help")
+    r = pfp(*command.split(), "--help")
     assert r.exit_code == 0, r.output
     for opt in options:
         assert opt in text, opt
@@ -29,3 +30,16 @@ def test_workflow_exit_code_table_matches_the_cli():
 
     codes = {code for _, code, _ in EXIT_CODES}
     assert {10, 11, 12, 13} <= codes
+
+
+def test_monitor_runs_on_its_own_schedule():
+    """The hourly cron triggers the monitor job only; the weekly one the pipeline only (both are `schedule` events)."""
+    import yaml
+
+    wf = yaml.safe_load(WORKFLOW.read_text())
+    crons = [c["cron"] for c in wf[True]["schedule"]]  # YAML 1.1 reads the key `on` as True
+    assert len(crons) == 2
+    jobs = wf["jobs"]
+    assert crons[1] in jobs["monitor"]["if"] and crons[1] not in jobs["pipeline"]["if"]
+    assert crons[0] in jobs["pipeline"]["if"] and crons[0] not in jobs["monitor"]["if"]
+    assert any("pfp monitor run" in str(step.get("run", "")) for step in jobs["monitor"]["steps"])

@@ -326,3 +326,18 @@ def test_pipeline_job_runs_and_interprets_run_all(workflow: dict[str, Any]) -> N
     for code in ("10)", "11)", "12)", "13)"):
         assert code in script, code
     assert "secrets." in WORKFLOW.read_text(encoding="utf-8")
+
+
+def test_monitor_watches_the_prediction_log(services: dict[str, Any]) -> None:
+    """monitor runs `pfp monitor watch` on the shared prediction-log volume against the MLflow server, opt-in, with
+    a healthcheck and a restart policy like every long-running service."""
+    mon = services["monitor"]
+    argv = _argv(mon)
+    assert argv[:3] == ["pfp", "monitor", "watch"] and "--every" in argv, argv
+    log_dir = argv[argv.index("--log-dir") + 1]
+    assert any(str(v).endswith(f":{log_dir}") for v in mon.get("volumes", [])), mon.get("volumes")
+    assert "monitor" in mon.get("profiles", [])
+    assert _depends_on(mon).get("mlflow") == "service_healthy"
+    assert _environment(mon).get("MLFLOW_TRACKING_URI") == "http://mlflow:5000"
+    assert (mon.get("healthcheck") or {}).get("test") and str(mon.get("restart")) == "unless-stopped"
+    assert (ROOT / "docker" / "monitor.Dockerfile").is_file()

@@ -27,8 +27,12 @@ def run_status(ctx: Context) -> dict[str, Any]:
          "run_id": v.run_id}
         for v in versions
     ]
+    from pfp_mlops.services.monitor.state import last_verdict
+
+    production = aliases.get(ctx.cfg.registry.production_alias)
+    monitor = {"version": production, "last": last_verdict(ctx.home, name, production)}
     return {"model": name, "tracking_uri": public_uri(ctx.settings.tracking_uri()), "versions": rows,
-            "aliases": aliases, "drift": drift}
+            "aliases": aliases, "drift": drift, "monitor": monitor}
 
 
 def drift_of(ctx: Context, versions: list[ModelVersionInfo]) -> list[tuple[int, str | None, str, str]]:

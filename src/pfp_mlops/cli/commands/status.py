@@ -16,6 +16,10 @@ def status(config: ConfigOpt = None, profile: ProfileOpt = None, json: JsonOpt =
     def render(r):
         output.table(f"{r['model']} @ {r['tracking_uri']}", ("version", "aliases", "stage", "test mAP50", "recall"),
                      [(v["version"], v["aliases"], v["stage"], v["map50"], v["recall"]) for v in r["versions"]])
+        last = (r.get("monitor") or {}).get("last")
+        if last:
+            output.console().print(f"monitor: production v{last['version']} last window {last['window']}: "
+                                   f"{last['verdict']} ({last['reason']})")
         for d in r["drift"]:
             output.console().print(f"[yellow]drift: {d}[/] (run `pfp repair`)")
 

@@ -1,0 +1,323 @@
+"""`pfp monitor` on real tiny models, a real SQLite registry and prediction-log lines made by the real pyfunc.
+
+One project, trained once for the module: v1 (20 epochs, the good model), v2 (1 epoch, the weaker one) and v3 (v1's
+weights registered again: the same quality). Two registry states are kept as snapshots of PFP_HOME and copied for
+each test: `weak` (production v2 after v1: history [1, 2]) and `same` (production v3 after v1: history [1, 3]).
+
+Traffic is the test split's images (and brightened / resized copies) predicted by the production version through its
+registered pyfunc (what `pfp serve` runs), written as CONTRACTS §3 lines, with the images stored content-addressed and
+the labels delivered as `<sha256>.txt` files, as a labelling team would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+from tests.helpers import client, pfp, pfp_json, write_config
+
+pytestmark = pytest.mark.slow
+MODEL = "pfp-detector"
+WINDOW = 16  # the test split has 16 images: one window = one pass over it
+MONITOR = {"min_labelled": 12, "failure_limit": 2, "inconclusive_limit": 2, "label_wait": "0s",
+           "bootstrap_resamples": 500, "window": str(WINDOW)}
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("monitor")
+    mp = pytest.MonkeyPatch()
+    mp.chdir(root)
+    mp.setenv("PFP_HOME", str(root / ".pfp"))
+    good = write_config(root / "good.yaml", train__search={"n_trials": 1, "study_name": "good"}, monitor=MONITOR)
+    weak = write_config(root / "weak.yaml", train__epochs=1, train__search={"n_trials": 1, "study_name": "weak"},
+                        monitor=MONITOR)
+    import time
+
+    t = time.time()
+    for args in (("demo-data",), ("split",), ("train",), ("register",), ("promote",), ("validate",)):
+        r = pfp(*args, "--config", str(good))
+        assert r.exit_code == 0, (args, r.output)
+        print("TIMING", args, time.time() - t)
+        t = time.time()
+    good_info = root / "runs" / "training_info.json"
+    shutil.copy(good_info, root / "good_info.json")
+    for args in (("train",), ("register",)):
+        r = pfp(*args, "--config", str(weak))
+        assert r.exit_code == 0, (args, r.output)
+        print("TIMING", args, time.time() - t)
+        t = time.time()
+    r = pfp("register", "--training-info", str(root / "good_info.json"), "--config", str(good))
+    assert r.exit_code == 0, r.output
+    snapshots = {}
+    for name, version in (("weak", 2), ("same", 3)):  # each state in its own PFP_HOME: a new store URI each
+        snapshots[name] = root / f"home-{name}"
+        shutil.copytree(root / ".pfp", snapshots[name])
+        mp.setenv("PFP_HOME", str(snapshots[name]))
+        r = pfp("rollback", "--to-version", str(version), "--reason", "test setup", "--config", str(good))
+        assert r.exit_code == 0, r.output
+        print("TIMING rollback", time.time() - t)
+        t = time.time()
+    yield {"root": root, "cfg": good, "snapshots": snapshots, "predictions": {}}
+    mp.undo()
+
+
+@pytest.fixture
+def project(base, tmp_path, monkeypatch):
+    """A fresh copy of one registry state per test: `project("weak")` or `project("same")`."""
+
+    def make(state: str) -> dict:
+        home = tmp_path / ".pfp"
+        shutil.copytree(base["snapshots"][state], home)
+        monkeypatch.setenv("PFP_HOME", str(home))
+        log_dir = home / "predictions"
+        return {**base, "home": home, "log": log_dir, "labels": log_dir / "labels"}
+
+    return make
+
+
+def split_images_of(base) -> list[Path]:
+    lst = base["root"] / "dataset" / "test.txt"
+    return sorted((lst.parent / ln.strip()).resolve() for ln in lst.read_text().splitlines() if ln.strip())
+
+
+def _variant(path: Path, variant: str) -> bytes:
+    from PIL import Image, ImageEnhance
+
+    if variant == "plain":
+        return path.read_bytes()
+    im = Image.open(path).convert("RGB")
+    if variant == "bright":
+        im = ImageEnhance.Brightness(im).enhance(2.2)
+    elif variant == "resized":
+        im = im.resize((im.width * 5 // 3, im.height * 5 // 3))
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def traffic(base, version: int, variant: str = "plain") -> list[dict]:
+    """The test images (as sent) predicted by `version` through its registered pyfunc; cached for the module."""
+    key = (version, variant)
+    if key not in base["predictions"]:
+        from pfp_mlops.adapters.pyfunc_predict import PyfuncPredictor
+        from pfp_mlops.services.context import Context
+        from pfp_mlops.settings import load_config, load_settings
+
+        Context(load_settings(), load_config(base["cfg"])).registry  # noqa: B018 - MLflow's URIs for load_model
+        out_dir = base["root"] / "sent" / variant
+        out_dir.mkdir(parents=True, exist_ok=True)
+        files = []
+        for src in split_images_of(base):
+            dst = out_dir / src.name
+            dst.write_bytes(_variant(src, variant))
+            files.append((src, dst))
+        preds = PyfuncPredictor(f"models:/{MODEL}/{version}").predict([d for _, d in files])
+        rows = []
+        for (src, dst), (w, h, boxes) in zip(files, preds, strict=True):
+            label = src.parent.parent / "labels" / (src.stem + ".txt")
+            rows.append({"bytes": dst.read_bytes(), "width": w, "height": h, "label": label.read_text(),
+                         "boxes": [{"class_id": b.class_id, "class_name": "x", "confidence": b.confidence,
+                                    "xyxy": [b.x1, b.y1, b.x2, b.y2]} for b in boxes]})
+        base["predictions"][key] = rows
+    return base["predictions"][key]
+
+
+def replay(p: dict, version: int, *, t0: float, variant: str = "plain", label: int | None = None,
+           file: str = "predictions-w1.jsonl") -> list[str]:
+    """One pass of traffic as `pfp serve` logs it (one line per image, 1 s apart), images stored, `label` of them
+    (all by default) labelled as `<sha256>.txt`. Returns the sha256 list."""
+    p["log"].mkdir(parents=True, exist_ok=True)
+    p["labels"].mkdir(parents=True, exist_ok=True)
+    shas = []
+    with (p["log"] / file).open("a", encoding="utf-8") as f:
+        for i, row in enumerate(traffic(p, version, variant)):
+            sha = hashlib.sha256(row["bytes"]).hexdigest()
+            img = p["log"] / "images" / sha[:2] / f"{sha}.png"
+            img.parent.mkdir(parents=True, exist_ok=True)
+            img.write_bytes(row["bytes"])
+            f.write(json.dumps({"schema": 1, "request_id": uuid.uuid4().hex, "image_index": 0, "ts": t0 + i,
+                                "time": "", "model": MODEL, "version": version, "alias": "production",
+                                "run_id": "r", "image_sha256": sha, "width": row["width"], "height": row["height"],
+                                "latency_ms": 5.0, "boxes": row["boxes"]}) + "\n")
+            if label is None or i < label:
+                (p["labels"] / f"{sha}.txt").write_text(row["label"])
+            shas.append(sha)
+    return shas
+
+
+T0 = 1_764_590_400.0  # 2025-12-01 12:00 UTC: every window is long closed
+
+
+def monitor(p: dict, *args: str) -> tuple[int, dict]:
+    return pfp_json("monitor", "run", "--config", str(p["cfg"]), *args)
+
+
+def alias_version(name: str = "production") -> int:
+    return int(client().get_model_version_by_alias(MODEL, name).version)
+
+
+def monitoring_run(version: int):
+    exp = client().get_experiment_by_name("pfp-monitoring")
+    runs = client().search_runs([exp.experiment_id], filter_string=f"tags.`pfp.version` = '{version}'")
+    assert len(runs) == 1
+    return runs[0]
+
+
+def alerts(p: dict) -> list[dict]:
+    path = p["home"] / "alerts.jsonl"
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.is_file() else []
+
+
+def test_weaker_production_fails_twice_and_is_rolled_back(project, tmp_path):
+    """v2 (1 epoch) serves after v1: each window's ΔmAP50 interval (v2 − v1 shadow-scored on the same stored images)
+    lies below 0. The first failing window changes nothing (exit 0); the second reaches failure_limit: rollback to
+    v1 through the lifecycle (ledger reason `monitor: …`), an alert, exit 13. MLflow holds one step per window."""
+    p = project("weak")
+    replay(p, 2, t0=T0)
+    code, out = monitor(p)
+    assert code == 0, out
+    (w,) = out["result"]["windows"]
+    assert (w["version"], w["verdict"], w["fail_streak"], w["previous_version"]) == (2, "fail", 1, 1), w
+    assert w["delta_ci"][1] < 0 and w["previous_map50"] > w["map50"]
+    assert alias_version() == 2
+    replay(p, 2, t0=T0 + 100)
+    code, out = monitor(p)
+    assert code == 13, out
+    assert out["error"]["type"] == "RegressionRolledBack"
+    r = out["result"]
+    assert [w["step"] for w in r["windows"]] == [1] and r["windows"][0]["fail_streak"] == 2
+    assert r["rollback"]["from_version"] == 2 and r["rollback"]["to_version"] == 1
+    assert alias_version() == 1
+    assert client().get_model_version(MODEL, "2").tags["stage"] == "rolled_back"
+    exp = client().get_experiment_by_name("pfp-lifecycle")
+    entry = client().search_runs([exp.experiment_id], filter_string="tags.`pfp.action` = 'rollback'",
+                                 order_by=["attributes.start_time DESC"], max_results=1)[0].data.tags
+    assert entry["pfp.reason"].startswith("monitor: v2 failed 2 consecutive windows")
+    assert [a["event"] for a in alerts(p)][-1] == "monitor"
+    run = monitoring_run(2)
+    for key in ("map50", "previous_map50", "delta_ci_high", "drift.confidence", "verdict_code"):
+        hist = client().get_metric_history(run.info.run_id, key)
+        assert sorted(m.step for m in hist) == [0, 1], key
+    assert [m.value for m in client().get_metric_history(run.info.run_id, "verdict_code")] == [2.0, 2.0]
+    from mlflow.artifacts import download_artifacts
+
+    got = Path(download_artifacts(run_id=run.info.run_id, dst_path=str(tmp_path),
+                                  tracking_uri=client()._tracking_client.tracking_uri))
+    assert (got / "series.png").read_bytes()[:4] == b"\x89PNG"
+    details = sorted((got / "windows").glob("*.json"))
+    assert [d.name for d in details] == ["0000-n0.json", "0001-n1.json"]
+    assert json.loads(details[0].read_text())["performance"]["bootstrap"]["n_resamples"] == 500
+    # a rerun with no new data computes nothing and does not roll back again
+    code, out = monitor(p)
+    assert code == 0 and out["result"]["windows"] == [] and out["result"]["rollback"] is None
+    status = pfp_json("status", "--config", str(p["cfg"]))[1]["result"]
+    assert status["monitor"]["version"] == 1
+
+
+def test_same_quality_passes(project):
+    """v3 = v1's weights: the shadow scores equal the logged ones, ΔmAP50 interval [0, 0] → pass, nothing moves."""
+    p = project("same")
+    replay(p, 3, t0=T0)
+    code, out = monitor(p)
+    assert code == 0, out
+    (w,) = out["result"]["windows"]
+    assert (w["verdict"], w["previous_version"], w["delta_ci"]) == ("pass", 1, [0.0, 0.0]), w
+    assert w["map50"] == w["previous_map50"] and w["map50"] > 0
+    assert w["drift_alerts"] == []  # the test split itself: the reference's own distribution
+    assert alias_version() == 3
+
+
+def test_too_few_labels_is_inconclusive_and_alerts_after_the_limit(project):
+    """4 labelled images per window (< min_labelled 12): inconclusive, never a rollback; the second in a row alerts."""
+    p = project("weak")
+    replay(p, 2, t0=T0, label=4)
+    replay(p, 2, t0=T0 + 100, label=4)
+    code, out = monitor(p)
+    assert code == 0, out
+    ws = out["result"]["windows"]
+    assert [w["verdict"] for w in ws] == ["inconclusive", "inconclusive"]
+    assert "labelled images < min_labelled 12" in ws[0]["reason"] and ws[0]["labelled"] == 4
+    assert [a["event"] for a in out["result"]["alerts"]] == ["monitor_inconclusive"]
+    assert alias_version() == 2
+
+
+def test_shifted_inputs_fire_drift_signals_without_a_rollback(project):
+    """Resized (×5/3) and brightened copies of the test images served by v3: the image-size signal (and the box
+    signals) exceed their thresholds → drift alerts; the labelled verdict is the model's (same weights → pass), so
+    production stays. The unshifted window next to them raises none."""
+    p = project("same")
+    replay(p, 3, t0=T0, variant="resized")
+    replay(p, 3, t0=T0 + 100, variant="bright")
+    code, out = monitor(p)
+    assert code == 0, out
+    resized, bright = out["result"]["windows"]
+    assert "image_size" in resized["drift_alerts"] and resized["drift"]["image_size"] == 1.0
+    assert bright["drift_alerts"], bright["drift"]
+    assert "image_size" not in bright["drift_alerts"]
+    drift_alerts = [a for a in alerts(p) if a["event"] == "monitor_drift"]
+    assert len(drift_alerts) == 2 and out["result"]["rollback"] is None
+    assert alias_version() == 3
+
+
+def test_restart_computes_each_window_once(project, monkeypatch):
+    """Killed after the window reached MLflow but before the state file was written: the rerun adopts that window
+    from its MLflow tag and computes only the next one; every metric has exactly one value per step."""
+    from pfp_mlops.adapters.monitor_store import MonitorStore
+
+    p = project("same")
+    replay(p, 3, t0=T0)
+    replay(p, 3, t0=T0 + 100)
+    real = MonitorStore.log_window
+
+    def crash_after_first(self, run_id, step, *a, **kw):
+        real(self, run_id, step, *a, **kw)
+        raise KeyboardInterrupt  # the process dies here: MLflow has step 0, the state file does not
+
+    monkeypatch.setattr(MonitorStore, "log_window", crash_after_first)
+    r = pfp("monitor", "run", "--config", str(p["cfg"]))
+    assert r.exit_code == 130
+    monkeypatch.setattr(MonitorStore, "log_window", real)
+    code, out = monitor(p)
+    assert code == 0, out
+    assert out["result"]["adopted"] == 1 and [w["step"] for w in out["result"]["windows"]] == [1]
+    run = monitoring_run(3)
+    for key in ("map50", "predictions", "drift.image_size"):
+        assert sorted(m.step for m in client().get_metric_history(run.info.run_id, key)) == [0, 1], key
+    code, out = monitor(p)
+    assert code == 0 and out["result"]["windows"] == [] and out["result"]["adopted"] == 0
+    st = pfp_json("monitor", "status", "--config", str(p["cfg"]))[1]["result"]
+    assert [v["windows"] for v in st["versions"]] == [2]
+
+
+def test_bad_input_is_counted_never_a_crash(project):
+    """A corrupt line, a half-written last line, a line of a version the registry does not have, labels of an image
+    nobody sent and a malformed label file: all reported and counted; the good window is still computed."""
+    p = project("same")
+    shas = replay(p, 3, t0=T0)
+    (p["labels"] / f"{shas[0]}.txt").write_text("0 0.5 0.5 1.7 0.2\n")  # w > 1
+    (p["labels"] / f"{'ab' * 32}.txt").write_text("0 0.5 0.5 0.2 0.2\n")  # an image never logged
+    with (p["log"] / "predictions-w2.jsonl").open("w") as f:
+        f.write("{not json\n")
+        f.write(json.dumps({"schema": 1, "request_id": "b" * 32, "image_index": 0, "ts": T0 + 50, "model": MODEL,
+                            "version": 99, "image_sha256": "c" * 64, "width": 96, "height": 96, "boxes": []}) + "\n")
+        f.write('{"schema": 1, "request_id": "tru')  # a write in progress
+    code, out = monitor(p)
+    assert code == 0, out
+    r = out["result"]
+    assert (r["log"]["corrupt"], r["log"]["partial"]) == (1, 1)
+    assert r["log"]["problems"] == ["predictions-w2.jsonl:1: not JSON"]
+    assert r["unknown_versions"] == {"99": 1}
+    assert (r["labels"]["bad"], r["labels"]["unknown_images"]) == (1, 1)
+    assert "w=1.7 outside [0, 1]" in r["labels"]["problems"][0]
+    (w,) = r["windows"]
+    assert w["labelled"] == 15 and w["verdict"] == "pass"
+    tmpl = pfp("monitor", "label-template", "--config", str(p["cfg"]))
+    assert tmpl.exit_code == 0
+    lines = tmpl.stdout.strip().splitlines()
+    assert lines[0].startswith("sha256,") and {ln.split(",")[0] for ln in lines[1:]} == {shas[0], "c" * 64}
