@@ -1,7 +1,9 @@
 """Predicting with a registered version exactly as `pfp serve` does: through its MLflow pyfunc (model from code).
 
 Used offline by the monitor (never in the request path): the drift reference (the version's predictions on its test
-split) and the shadow scoring of the previous production on the images live traffic brought.
+split) and the shadow scoring of the previous production on the images live traffic brought. Loaded the way
+`mlflow models serve` and `pfp serve` load it: MLflow's `SERVING_MODEL_CONFIG` (a JSON object, e.g. `{"conf": 0.1}`)
+overrides the logged model config, so a monitor run with the server's environment scores with the server's settings.
 """
 
 from __future__ import annotations
@@ -16,12 +18,17 @@ from pfp_mlops.domain.prediction_log import Box
 
 class PyfuncPredictor:
     def __init__(self, model_uri: str) -> None:
+        import json
+        import os
+
         import mlflow
 
         self.uri = model_uri
+        raw = os.environ.get("SERVING_MODEL_CONFIG")  # MLflow's own serving variable (scoring_server)
+        extra = {"model_config": json.loads(raw)} if raw else {}
         try:
             with translate_errors():
-                self.model = mlflow.pyfunc.load_model(model_uri)
+                self.model = mlflow.pyfunc.load_model(model_uri, **extra)
         except NotFoundError:
             raise
         except Exception as e:  # noqa: BLE001 - a version without loadable artifacts: one clear error
