@@ -36,7 +36,7 @@ def image_values(data: Any) -> list[Any]:
         return list(data["image"])
     if isinstance(data, dict) and "image" in data:
         col = data["image"]
-        return list(col) if isinstance(col, list | tuple) else [col]
+        return [col] if isinstance(col, str | bytes) or not hasattr(col, "__len__") else list(col)
     raise bad_request("input must have a column named 'image' (a file path or base64-encoded image bytes)")
 
 

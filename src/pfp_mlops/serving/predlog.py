@@ -1,7 +1,7 @@
 """The prediction log (schema 1, CONTRACTS §3): one JSON line per answered image, written off the request path.
 
 A request thread only puts a record on a bounded queue (never blocks: a full queue drops and counts); one
-writer thread per worker process appends lines to its own file `predictions-<time>-<pid>.jsonl`, starts a new
+writer thread per worker process appends lines to its own file `predictions-<time>-<pid>-<seq>.jsonl`, starts a new
 file past `max_bytes` or `max_age_s`, stores each image once under `images/<sha[:2]>/<sha>.<ext>`, and hands
 each finished file to an optional uploader (the S3 batch). Readers take every `predictions*.jsonl`.
 """
@@ -57,6 +57,7 @@ class PredictionLog:
         self._fh: Any = None
         self._path: Path | None = None
         self._opened = 0.0
+        self._seq = 0
         self._thread = threading.Thread(target=self._run, name="pfp-prediction-log", daemon=True)
         self.dropped = 0
         self.written = 0
@@ -119,7 +120,8 @@ class PredictionLog:
     def _open(self) -> None:
         now = time.time()
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{int(now * 1000) % 1000:03d}"
-        self._path = self.dir / f"predictions-{stamp}-{os.getpid()}.jsonl"
+        self._seq += 1
+        self._path = self.dir / f"predictions-{stamp}-{os.getpid()}-{self._seq:04d}.jsonl"
         self._fh = self._path.open("a", encoding="utf-8")
         self._opened = now
 
