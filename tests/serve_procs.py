@@ -28,7 +28,11 @@ def free_port() -> int:
 
 
 def server_env(env: dict[str, str]) -> dict[str, str]:
-    return {**env, "SERVING_MODEL_CONFIG": MODEL_CONFIG, "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}"}
+    """PATH with the venv's bin; the lower threshold unless the caller set SERVING_MODEL_CONFIG ("" = none)."""
+    out = {"SERVING_MODEL_CONFIG": MODEL_CONFIG, **env, "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}"}
+    if not out["SERVING_MODEL_CONFIG"]:
+        del out["SERVING_MODEL_CONFIG"]
+    return out
 
 
 def start_pfp_serve(port: int, *, env: dict[str, str], cwd: Path, log: Path, args: list[str]) -> subprocess.Popen:

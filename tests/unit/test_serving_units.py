@@ -228,3 +228,86 @@ def test_worker_state_summary(tmp_path: Path):
     assert state.summary(tmp_path, me=me)["all_current"]
     assert state.reload_marker(tmp_path) == 0
     assert state.request_reload(tmp_path) == state.reload_marker(tmp_path) > 0
+
+
+class _FakeServer:
+    """A real HTTP server on loopback answering /admin/reload and /v2/health/ready like `pfp serve`."""
+
+    def __init__(self, ready: dict, reload_status: int = 202) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        outer = self
+        self.ready, self.reloads, self.auth = ready, 0, []
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, status: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self):
+                outer.reloads += 1
+                outer.auth.append(self.headers.get("Authorization"))
+                self._send(reload_status, {"reload": "requested"})
+
+            def do_GET(self):
+                self._send(200, outer.ready)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_confirm_serving_ok_when_every_worker_serves_the_version():
+    from pfp_mlops.services.serving import confirm_serving
+
+    srv = _FakeServer({"model": "m", "version": 4, "expected_workers": 2,
+                       "workers": [{"pid": 1, "version": 4}, {"pid": 2, "version": 4}]})
+    try:
+        out = confirm_serving(srv.url, model="m", version=4, timeout_s=2, token="tok", poll_s=0.05)
+    finally:
+        srv.close()
+    assert out["ok"] is True and out["served_version"] == 4 and "2 worker(s)" in out["message"]
+    assert srv.reloads == 1 and srv.auth == ["Bearer tok"]
+    assert set(out) == {"url", "ok", "served_version", "seconds", "message"}
+
+
+def test_confirm_serving_warns_when_a_worker_does_not_follow():
+    """One worker still on v3 after the bound: ok False, the message names what the workers serve and why."""
+    from pfp_mlops.services.serving import confirm_serving
+
+    srv = _FakeServer({"model": "m", "version": 3, "expected_workers": 2,
+                       "workers": [{"pid": 1, "version": 4},
+                                   {"pid": 2, "version": 3, "last_error": "reload to v4 failed: boom"}]})
+    try:
+        out = confirm_serving(srv.url, model="m", version=4, timeout_s=0.15, poll_s=0.05)
+    finally:
+        srv.close()
+    assert out["ok"] is False
+    assert "did not follow to v4" in out["message"] and "v3, v4" in out["message"] and "boom" in out["message"]
+
+
+def test_confirm_serving_bad_url_and_dead_server():
+    """A malformed URL is a UserError; a server that is not there is a warning within the bound, never a raise."""
+    from pfp_mlops.domain.errors import UserError
+    from pfp_mlops.services.serving import confirm_serving
+
+    with pytest.raises(UserError):
+        confirm_serving("ftp://x", model="m", version=1)
+    with pytest.raises(UserError):
+        confirm_serving("http://host/path?q", model="m", version=1)
+    srv = _FakeServer({})
+    url = srv.url
+    srv.close()
+    out = confirm_serving(url, model="m", version=1, timeout_s=0.15, poll_s=0.05)
+    assert out["ok"] is False and "did not follow" in out["message"]

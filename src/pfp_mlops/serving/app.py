@@ -52,6 +52,7 @@ def create_app() -> FastAPI:
             if plog is not None:
                 await asyncio.to_thread(plog.close)
             state.remove_worker(worker.state_dir)
+            metrics.worker_exited()
             log.info("worker stopped")
 
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)

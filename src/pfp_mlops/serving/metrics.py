@@ -34,3 +34,9 @@ def render() -> bytes:
         _mp.MultiProcessCollector(registry)
         return generate_latest(registry)
     return generate_latest()
+
+
+def worker_exited() -> None:
+    """Drop this worker's live gauges from the shared multiprocess folder."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        _mp.mark_process_dead(os.getpid())

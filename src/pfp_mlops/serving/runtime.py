@@ -77,13 +77,17 @@ class Worker:
         self.settings = settings
         self.home = home
         self.state_dir = Path(opts.state_dir)
+        self._run_ids: dict[int, str] = {}
 
     def resolve(self) -> tuple[int, str] | None:
+        """One registry call per poll (the run id of a version never changes: read once)."""
         reg = self.ctx.registry
         version = reg.alias_version(self.opts.model, self.opts.alias)
         if version is None:
             return None
-        return version, reg.version(self.opts.model, version).run_id or ""
+        if version not in self._run_ids:
+            self._run_ids[version] = reg.version(self.opts.model, version).run_id or ""
+        return version, self._run_ids[version]
 
     def load(self, version: int, run_id: str) -> Served:
         """`models:/<name>/<N>` (never @alias: the alias may move meanwhile), then one warm-up prediction."""
