@@ -27,6 +27,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pfp_mlops.domain.errors import ConfigError
 from pfp_mlops.monitor_config import MonitorConfig
+from pfp_mlops.serving.config import ServeConfig
 
 _DEVICE_RE = re.compile(r"^(cpu|auto|mps|\d+(,\d+)*)$")
 
@@ -60,6 +61,10 @@ class Settings(BaseSettings):
     optuna_storage: str | None = _env("PFP_OPTUNA_STORAGE")
     home: Path = Field(default=Path(".pfp"), validation_alias=AliasChoices("PFP_HOME"))
     debug: bool = Field(default=False, validation_alias=AliasChoices("PFP_DEBUG"))
+    # pfp serve: the server promote/validate/rollback confirm, the token of its /admin/reload, the prediction log
+    serve_url: str | None = _env("PFP_SERVE_URL")
+    serve_token: SecretStr | None = _env("PFP_SERVE_TOKEN")
+    prediction_log_dir: Path | None = _env("PFP_PREDICTION_LOG_DIR")
 
     @field_validator("mlflow_tracking_uri")
     @classmethod
@@ -72,7 +77,7 @@ class Settings(BaseSettings):
             raise ValueError(f"unsupported tracking URI {v!r} (expected http(s)://, sqlite://, postgresql://, file://)")
         return v
 
-    @field_validator("mlflow_s3_endpoint_url", "alert_webhook_url")
+    @field_validator("mlflow_s3_endpoint_url", "alert_webhook_url", "serve_url")
     @classmethod
     def _check_http_url(cls, v: str | None) -> str | None:
         if v in (None, ""):
@@ -132,7 +137,7 @@ class Settings(BaseSettings):
     def secret_values(self) -> list[str]:
         """Secret strings that must never be printed, logged or stored."""
         out = []
-        for s in (self.aws_secret_access_key, self.mlflow_tracking_password):
+        for s in (self.aws_secret_access_key, self.mlflow_tracking_password, self.serve_token):
             if s is not None and s.get_secret_value():
                 out.append(s.get_secret_value())
         return out
@@ -159,7 +164,7 @@ def load_settings(**overrides: Any) -> Settings:
     return s
 
 
-_SECRET_VARS = {"AWS_SECRET_ACCESS_KEY", "MLFLOW_TRACKING_PASSWORD"}
+_SECRET_VARS = {"AWS_SECRET_ACCESS_KEY", "MLFLOW_TRACKING_PASSWORD", "PFP_SERVE_TOKEN"}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -371,6 +376,7 @@ class PipelineConfig(_Strict):
     registry: RegistryConfig = RegistryConfig()
     pipeline: PipelineSettings = PipelineSettings()
     monitor: MonitorConfig = MonitorConfig()  # `pfp monitor` (monitor_config.py)
+    serve: ServeConfig = ServeConfig()
 
     def section(self, name: str) -> dict[str, Any]:
         """One section as plain data, used for step fingerprints."""

@@ -57,6 +57,9 @@ DOCUMENTED_VARIABLES = {
     "PFP_OPTUNA_STORAGE",
     "PFP_HOME",
     "PFP_DEBUG",
+    "PFP_SERVE_URL",
+    "PFP_SERVE_TOKEN",
+    "PFP_PREDICTION_LOG_DIR",
     "DVC_REMOTE_URL",
     "DVC_NO_ANALYTICS",
 }
@@ -216,15 +219,20 @@ def test_backend_store_uri_password_is_interpolated(services: dict[str, Any]) ->
 
 
 def test_serve_serves_the_production_alias(services: dict[str, Any]) -> None:
-    """serve runs `mlflow models serve` on models:/<name>@production, only under the serve profile."""
+    """serve runs `pfp serve --alias production` (it follows the alias: no restart after a promotion), only
+    under the serve profile, on 0.0.0.0:8080, healthy once /v2/health/ready answers, prediction log on a volume."""
     serve = services["serve"]
     argv = _argv(serve)
-    assert argv[:3] == ["mlflow", "models", "serve"], argv
-    assert re.fullmatch(r"models:/.+@production", _option(argv, "-m") or _option(argv, "--model-uri") or "")
-    assert _option(argv, "--env-manager") == "local"
+    assert argv[:2] == ["pfp", "serve"], argv
+    assert _option(argv, "--alias") == "production"
+    assert _option(argv, "--host") == "0.0.0.0" and _option(argv, "--port") == "8080"
     assert "serve" in serve.get("profiles", [])
     assert _depends_on(serve).get("mlflow") == "service_healthy"
-    assert _environment(serve).get("MLFLOW_TRACKING_URI") == "http://mlflow:5000"
+    env = _environment(serve)
+    assert env.get("MLFLOW_TRACKING_URI") == "http://mlflow:5000"
+    assert env.get("PFP_HOME") == "/home/serve/.pfp"
+    assert any(str(v).endswith(":/home/serve/.pfp") for v in serve.get("volumes", []))
+    assert "/v2/health/ready" in " ".join(serve["healthcheck"]["test"])
     assert "build" in serve and "serve.Dockerfile" in str(serve["build"])
 
 
@@ -234,6 +242,7 @@ def test_dockerfiles_exist() -> None:
     serve = (DOCKERFILES / "serve.Dockerfile").read_text(encoding="utf-8")
     assert "FROM python:3.11-slim" in mlflow and "psycopg2-binary" in mlflow and "boto3" in mlflow
     assert "FROM python:3.11-slim" in serve and "ultralytics-opencv-headless" in serve
+    assert "COPY src ./src" in serve and '"pfp", "serve"' in serve  # the image runs pfp itself
     for var in ("YOLO_OFFLINE=1", "YOLO_AUTOINSTALL=0", "YOLO_CONFIG_DIR=/tmp/yolo"):
         assert var in serve, var
 
@@ -335,9 +344,11 @@ def test_monitor_watches_the_prediction_log(services: dict[str, Any]) -> None:
     argv = _argv(mon)
     assert argv[:3] == ["pfp", "monitor", "watch"] and "--every" in argv, argv
     log_dir = argv[argv.index("--log-dir") + 1]
-    assert any(str(v).endswith(f":{log_dir}") for v in mon.get("volumes", [])), mon.get("volumes")
+    serve_volume = next(str(v).split(":")[0] for v in services["serve"]["volumes"])
+    mounted = {str(v).split(":")[0]: str(v).split(":")[1] for v in mon.get("volumes", [])}
+    assert log_dir.startswith(mounted[serve_volume] + "/"), (log_dir, mounted)  # serve's own log, shared
     assert "monitor" in mon.get("profiles", [])
     assert _depends_on(mon).get("mlflow") == "service_healthy"
     assert _environment(mon).get("MLFLOW_TRACKING_URI") == "http://mlflow:5000"
     assert (mon.get("healthcheck") or {}).get("test") and str(mon.get("restart")) == "unless-stopped"
-    assert (ROOT / "docker" / "monitor.Dockerfile").is_file()
+    assert argv[argv.index("--serve-url") + 1] == "http://serve:8080"

@@ -367,6 +367,12 @@ class Registry:
         return run.info.run_id
 
     @_translate
+    def annotate_ledger(self, run_id: str, tags: dict[str, str]) -> None:
+        """Facts added to a finished ledger entry (tags `pfp.<key>`), e.g. the serving confirmation."""
+        for k, v in tags.items():
+            self.client.set_tag(run_id, f"pfp.{k}", _tag_value(v))
+
+    @_translate
     def ledger(self, model: str, limit: int = 1000) -> list[dict[str, Any]]:
         """Lifecycle entries for one model, oldest first."""
         exp = self.client.get_experiment_by_name(self.lifecycle_experiment)

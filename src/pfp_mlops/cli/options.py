@@ -18,3 +18,7 @@ DemoOpt = Annotated[
 AllowSplitMismatchOpt = Annotated[
     bool, typer.Option("--allow-split-mismatch", help="Accept a model trained on another split (in the ledger).")
 ]
+ServeUrlOpt = Annotated[
+    str | None, typer.Option("--serve-url", help="A `pfp serve` to confirm: after the alias moved, trigger its "
+                                                 "reload and wait until it serves the new version (PFP_SERVE_URL).")
+]

@@ -30,7 +30,15 @@ def record(ctx: Context, action: str, *, from_version: int | None = None, to_ver
         **(extra or {}),
         "metrics": metrics or {},
     }
-    return ctx.registry.append_ledger(entry)
+    run_id = ctx.registry.append_ledger(entry)
+    ctx.extra["ledger_run_id"] = run_id  # until results carry ledger_run_id (CONTRACTS §1): the last entry written
+    return run_id
+
+
+def annotate(ctx: Context, ledger_run_id: str, tags: dict[str, str]) -> None:
+    """Add facts to a finished entry (e.g. the serving confirmation). Minimal stand-in for
+    `services.lifecycle.annotate` (CONTRACTS §1) until the lifecycle core lands."""
+    ctx.registry.annotate_ledger(ledger_run_id, tags)
 
 
 def production_history(ctx: Context) -> list[int]:

@@ -46,12 +46,12 @@ class MonitorResult(Result):
 
 
 def paths(ctx: Context, log_dir: Path | None = None, labels: Path | None = None) -> tuple[Path, Path, Path]:
-    """(log dir, labels dir, labels CSV) from the options, the `monitor:` section, serve's section, PFP_HOME."""
+    """(log dir, labels dir, labels CSV): the option, else PFP_PREDICTION_LOG_DIR, `monitor.log_dir`,
+    `serve.prediction_log.dir`, `<PFP_HOME>/predictions` (where `pfp serve` writes by default)."""
     mc = ctx.cfg.monitor
     if log_dir is None:
-        serve = getattr(ctx.cfg, "serve", None)
-        serve_dir = getattr(getattr(serve, "prediction_log", None), "dir", None)
-        log_dir = Path(mc.log_dir or serve_dir or ctx.home / "predictions")
+        serve_dir = ctx.cfg.serve.prediction_log.dir
+        log_dir = Path(ctx.settings.prediction_log_dir or mc.log_dir or serve_dir or ctx.home / "predictions")
     labels_dir = labels if labels is not None else Path(mc.labels_dir) if mc.labels_dir else log_dir / "labels"
     labels_csv = Path(mc.labels_csv) if mc.labels_csv else labels_dir / "labels.csv"
     return log_dir, labels_dir, labels_csv
