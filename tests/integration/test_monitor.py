@@ -21,7 +21,9 @@ from pathlib import Path
 import pytest
 from tests.helpers import client, pfp, pfp_json, write_config
 
-pytestmark = pytest.mark.slow
+# The module fixture trains two models and registers three versions: ~2 min on a quiet 2-core machine, ~7 min on a
+# saturated one; the fixture counts against the first test's timeout.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 MODEL = "pfp-detector"
 WINDOW = 16  # the test split has 16 images: one window = one pass over it
 MONITOR = {"min_labelled": 12, "failure_limit": 2, "inconclusive_limit": 2, "label_wait": "0s",
@@ -314,3 +316,89 @@ def test_bad_input_is_counted_never_a_crash(project):
     assert tmpl.exit_code == 0
     lines = tmpl.stdout.strip().splitlines()
     assert lines[0].startswith("sha256,") and {ln.split(",")[0] for ln in lines[1:]} == {shas[0], "c" * 64}
+    code, out = pfp_json("monitor", "watch", "--every", "1s", "--max-runs", "2", "--config", str(p["cfg"]))
+    assert code == 0 and out["result"] == {"runs": 2, "windows": 0, "rollbacks": [], "errors": []}, out
+
+
+def test_end_to_end_through_pfp_serve(project, tmp_path, monkeypatch):
+    """`pfp serve` (loopback, one worker) serves production v2; the test images are sent to /invocations twice, the
+    server writes the prediction log and stores the images; labels are delivered by sha256. `pfp monitor run
+    --serve-url` computes two failing windows, rolls back to v1 and the server is confirmed on v1.
+
+    The server runs with MLflow's SERVING_MODEL_CONFIG (conf 0.001, as the serving tests use); the monitor, given the
+    same environment, shadow-scores v1 and computes the reference with the same settings."""
+    import base64
+    import os
+
+    import httpx
+    from tests.serve_procs import MODEL_CONFIG, all_current, free_port, start_pfp_serve, stop, wait_until
+
+    p = project("weak")
+    port = free_port()
+    url, log = f"http://127.0.0.1:{port}", tmp_path / "serve.log"
+    proc = start_pfp_serve(port, env=dict(os.environ), cwd=p["root"], log=log,
+                           args=["--config", str(p["cfg"]), "--workers", "1", "--poll-seconds", "1"])
+    try:
+        wait_until(proc, log, lambda: all_current(url, 2))
+        images = split_images_of(p)
+        with httpx.Client(timeout=60) as c:
+            for _ in range(2):
+                for img in images:
+                    body = {"dataframe_records": [{"image": base64.b64encode(img.read_bytes()).decode()}]}
+                    r = c.post(url + "/invocations", json=body)
+                    assert r.status_code == 200 and r.headers["x-model-version"] == "2", r.text
+        files = lambda: list(p["log"].glob("predictions*.jsonl"))  # noqa: E731
+        wait_until(proc, log, lambda: sum(len(f.read_text().splitlines()) for f in files()) == 2 * WINDOW, 60)
+        p["labels"].mkdir(parents=True, exist_ok=True)
+        for img in images:
+            sha = hashlib.sha256(img.read_bytes()).hexdigest()
+            (p["labels"] / f"{sha}.txt").write_text((img.parent.parent / "labels" / f"{img.stem}.txt").read_text())
+        monkeypatch.setenv("SERVING_MODEL_CONFIG", MODEL_CONFIG)
+        code, out = monitor(p, "--serve-url", url)
+        assert code == 13, out
+        r = out["result"]
+        assert [(w["verdict"], w["fail_streak"]) for w in r["windows"]] == [("fail", 1), ("fail", 2)], r["windows"]
+        assert r["log"]["predictions"] == 2 * WINDOW and r["labels"]["labelled_images"] == WINDOW
+        assert (r["rollback"]["from_version"], r["rollback"]["to_version"]) == (2, 1)
+        assert r["serving"]["ok"] is True and r["serving"]["served_version"] == 1, r["serving"]
+        assert all_current(url, 1) and alias_version() == 1
+        assert sorted(m.step for m in client().get_metric_history(monitoring_run(2).info.run_id, "map50")) == [0, 1]
+    finally:
+        stop(proc)
+
+
+def test_sigkill_mid_window_then_rerun_computes_each_window_once(project, tmp_path):
+    """A real `pfp monitor run` process is SIGKILLed as soon as its first window is in the state file (so during the
+    second); the rerun computes what is missing and every window has exactly one MLflow step."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    p = project("same")
+    for k in range(3):
+        replay(p, 3, t0=T0 + 100 * k)
+    state = p["home"] / "monitor" / "state.json"
+    out = (tmp_path / "killed.log").open("wb")
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "pfp"), "monitor", "run", "--config", str(p["cfg"])],
+                            env=dict(os.environ), cwd=p["root"], stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            windows = json.loads(state.read_text())["models"][MODEL]["3"]["windows"]
+        except (OSError, ValueError, KeyError):
+            windows = []
+        if len(windows) >= 1:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    assert proc.returncode == -signal.SIGKILL, (tmp_path / "killed.log").read_text()[-2000:]
+    code, res = monitor(p)
+    assert code == 0, res
+    assert 1 <= len(res["result"]["windows"]) <= 2  # the killed run had computed one or two, never all three
+    run = monitoring_run(3)
+    for key in ("map50", "predictions", "verdict_code"):
+        assert sorted(m.step for m in client().get_metric_history(run.info.run_id, key)) == [0, 1, 2], key
+    assert [w["window"] for w in json.loads(state.read_text())["models"][MODEL]["3"]["windows"]] == ["n0", "n1", "n2"]

@@ -107,6 +107,14 @@ class MonitorStore:
         with translate_errors():
             self.client.log_artifact(run_id, str(path), artifact_path)
 
+    def download(self, run_id: str, artifact_path: str, dst: Path) -> Path | None:
+        """An artifact of the run, or None when it is not there."""
+        dst.mkdir(parents=True, exist_ok=True)
+        try:
+            return Path(self.client.download_artifacts(run_id, artifact_path, str(dst)))
+        except Exception:  # noqa: BLE001 - absent (or unreadable): the caller computes it
+            return None
+
     def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
         with translate_errors():
             return [(m.step, m.value) for m in self.client.get_metric_history(run_id, key)]

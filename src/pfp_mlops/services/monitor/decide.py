@@ -71,20 +71,18 @@ def act(ctx: Context, state: dict[str, Any], result: Any, history: list[int], *,
     from pfp_mlops.services.monitor import state as st
 
     st.save(ctx.home, state)
-    serving = confirm(ctx, serve_url, prev) if serve_url else None
+    serving = confirm(ctx, serve_url, prev, getattr(rb, "ledger_run_id", None) or ctx.extra.get("ledger_run_id"))
     return rb.to_dict(), serving
 
 
-def confirm(ctx: Context, url: str, version: int) -> dict[str, Any]:
-    """CONTRACTS §2: the server reloads and reports `version`; a build without services/serving.py says so."""
-    try:
-        from pfp_mlops.services.serving import confirm_serving  # type: ignore[import-not-found]
-    except ImportError:
-        return {"url": url, "ok": False, "served_version": None, "seconds": 0.0,
-                "message": "serving confirmation unavailable: services/serving.py is not in this build"}
-    token = getattr(ctx.settings, "serve_token", None)
-    secret = token.get_secret_value() if hasattr(token, "get_secret_value") else token
-    return confirm_serving(url, model=ctx.model_name, version=version, token=secret)
+def confirm(ctx: Context, url: str | None, version: int, ledger_run_id: str | None) -> dict[str, Any] | None:
+    """CONTRACTS §2, as promote/validate/rollback do: when a server is configured (`--serve-url` or PFP_SERVE_URL),
+    make it reload and wait until it serves `version`; the outcome annotates the rollback's ledger entry. A server
+    that does not follow is a warning in the result, never an error: the registry change stands."""
+    from pfp_mlops.services.serving import confirm_after_move
+
+    return confirm_after_move(ctx, serve_url=url, version=version, alias=ctx.cfg.registry.production_alias,
+                              ledger_run_id=ledger_run_id)
 
 
 def draw_series(ctx: Context, store: Any, run_id: str, version: int, vs: dict[str, Any]) -> None:

@@ -10,7 +10,7 @@ Labels, two ways (both may be used; the CSV wins for an image both name):
 * a CSV `<labels dir>/labels.csv` (or `monitor.labels_csv`) with a header and the columns `label_path` (relative to
   the CSV's folder) and either `sha256` or `request_id` (+ optional `image_index`, default 0).
 A label file is `class cx cy w h` per line, normalised; an empty file means "no objects". Label rows are parsed by
-the project's one label parser (`services/dataset.py` until `domain/labels.py` lands — CONTRACTS §4).
+the project's one label parser (`domain/labels.py`, CONTRACTS §4; `services/dataset.py`'s rule until it lands).
 """
 
 from __future__ import annotations
@@ -176,11 +176,20 @@ def _add(out: Labels, sha: str, path: Path, where: str, known: set[str], n_class
 
 
 def parse_label_text(text: str, where: str, n_classes: int) -> list[tuple[int, float, float, float, float]]:
-    """YOLO rows (class, cx, cy, w, h); raises ValueError naming `where:line`.
+    """YOLO rows (class, cx, cy, w, h) of one delayed label file; ValueError naming `where:line` on any problem.
 
-    Uses the dataset checker's rule for each row (`services.dataset._check_label_line`); to be replaced by
-    `domain/labels.py` (the one parser, CONTRACTS §4) when it lands.
+    The project's one label parser (`domain/labels.py`, CONTRACTS §4) when this build has it; until then the
+    dataset checker's rule per row (`services.dataset._check_label_line`): the same rows and messages as `pfp split`.
     """
+    try:
+        from pfp_mlops.domain.labels import parse_label_text as one_parser  # type: ignore[import-not-found]
+    except ImportError:
+        one_parser = None
+    if one_parser is not None:
+        boxes, problems = one_parser(text, n_classes=n_classes)
+        if problems:
+            raise ValueError(f"{where}:{problems[0].line}: {problems[0].message}")
+        return [(b.cls, b.cx, b.cy, b.w, b.h) for b in boxes]
     from pfp_mlops.domain.errors import DataError
     from pfp_mlops.services.dataset import _check_label_line
 

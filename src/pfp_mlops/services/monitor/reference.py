@@ -1,7 +1,9 @@
 """The drift reference of a version: its own predictions on the test split, through its pyfunc (serving's path).
 
-Computed once per (version, split fingerprint) and cached in `<PFP_HOME>/monitor/reference/`: the histograms of
-`domain.drift` and how many images they came from. The evaluation records (`services/evaluation.py`) are not enough:
+Computed once per version, cached in `<PFP_HOME>/monitor/reference/` and on the version's monitoring run: the
+histograms of `domain.drift`, how many images they came from, and which split (beside the version's own split
+fingerprint, so a reference on another split than the version was registered with is visible).
+The evaluation records (`services/evaluation.py`) are not enough:
 they hold classes and confidences at the evaluation threshold (0.001), not boxes at the serving threshold, nor sizes.
 """
 
@@ -15,7 +17,6 @@ from typing import Any
 
 from pfp_mlops.domain.errors import DataError
 from pfp_mlops.services.context import Context
-from pfp_mlops.services.split import current_split
 
 
 def test_images(manifest: dict[str, Any]) -> list[Path]:
@@ -31,19 +32,31 @@ def test_images(manifest: dict[str, Any]) -> list[Path]:
     return sorted(out, key=str)
 
 
-def reference(ctx: Context, version: int, predictor_for: Any) -> dict[str, Any]:
-    """{"histograms", "n_images", "split_fingerprint", "version_split_fingerprint"} of `version`, cached."""
+def reference(ctx: Context, version: int, predictor_for: Any, store: Any = None,
+              run_id: str | None = None) -> dict[str, Any] | None:
+    """{"histograms", "n_images", "split_fingerprint", "version_split_fingerprint"} of `version`, computed once.
+
+    Looked up in order: the local cache, the version's monitoring run (artifact `reference/v<N>.json`, so a monitor
+    host without the dataset uses the one computed where the data is), else computed from the current split's test
+    images and stored in both. None when none exists and there is no split here: drift is then not scored.
+    """
     from pfp_mlops.domain.drift import histograms
     from pfp_mlops.domain.prediction_log import Box
+    from pfp_mlops.services.split import read_manifest
 
-    manifest = current_split(ctx.cfg)
-    fp = manifest["fingerprint"]
-    path = ctx.home / "monitor" / "reference" / ctx.model_name / f"v{version}-{fp[:16]}.json"
-    if path.is_file():
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            pass
+    fname = f"v{version}.json"
+    path = ctx.home / "monitor" / "reference" / ctx.model_name / fname
+    for attempt in ("local", "mlflow"):
+        if attempt == "mlflow" and store is not None and run_id is not None:
+            store.download(run_id, f"reference/{fname}", path.parent)
+        if path.is_file():
+            try:
+                return json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                path.unlink(missing_ok=True)
+    manifest = read_manifest(ctx.cfg.paths.dataset_dir)
+    if manifest is None:
+        return None
     images = test_images(manifest)
     ctx.say(f"monitor: reference predictions of v{version} on {len(images)} test images")
     preds = predictor_for(version).predict(images, batch=ctx.cfg.monitor.shadow_batch)
@@ -54,11 +67,13 @@ def reference(ctx: Context, version: int, predictor_for: Any) -> dict[str, Any]:
 
     hist = histograms([_Im(*p) for p in preds], list(ctx.cfg.data.classes))
     info = ctx.registry.version(ctx.model_name, version)
-    data = {"version": version, "n_images": len(images), "split_fingerprint": fp,
+    data = {"version": version, "n_images": len(images), "split_fingerprint": manifest["fingerprint"],
             "version_split_fingerprint": info.tags.get("split_fingerprint"), "histograms": hist}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(data, f)
     os.replace(tmp, path)
+    if store is not None and run_id is not None:
+        store.log_file(run_id, path, "reference")
     return data

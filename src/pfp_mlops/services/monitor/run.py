@@ -203,9 +203,10 @@ def _compute(ctx: Context, store: Any, run_id: str, vs: dict[str, Any], version:
 
     mc, classes = ctx.cfg.monitor, list(ctx.cfg.data.classes)
     step = len(vs["windows"])
-    ref = reference(ctx, version, models)
-    signals = score_signals(histograms(preds, classes), ref["histograms"], threshold=mc.drift.threshold,
-                            thresholds=mc.drift.thresholds, min_samples=mc.drift.min_samples)
+    ref = reference(ctx, version, models, store, run_id)
+    signals = [] if ref is None else score_signals(
+        histograms(preds, classes), ref["histograms"], threshold=mc.drift.threshold,
+        thresholds=mc.drift.thresholds, min_samples=mc.drift.min_samples)
     perf = score_window(preds, labels, n_classes=len(classes), log_dir=log_dir, previous_version=prev,
                         previous_predictor=models, min_labelled=mc.min_labelled, resamples=mc.bootstrap_resamples,
                         seed=mc.bootstrap_seed, confidence=mc.confidence, shadow_batch=mc.shadow_batch,
@@ -232,7 +233,8 @@ def _compute(ctx: Context, store: Any, run_id: str, vs: dict[str, Any], version:
                "empty_rate": preds and sum(not p.boxes for p in preds) / len(preds) or 0.0}
     metrics.update({f"drift.{s.name}": s.score for s in signals if s.score is not None})
     details = {**summary, "signals": [s.to_dict() for s in signals], "performance": perf.__dict__,
-               "reference": {k: ref[k] for k in ("n_images", "split_fingerprint", "version_split_fingerprint")},
+               "reference": None if ref is None else {k: ref[k] for k in ("n_images", "split_fingerprint",
+                                                                          "version_split_fingerprint")},
                "images_missing": perf.images_missing, "unknown_class_boxes": perf.unknown_class_boxes}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{step:04d}-{cut.window_id}.json"
