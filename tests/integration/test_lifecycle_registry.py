@@ -132,7 +132,7 @@ def test_two_processes_moving_one_alias_exactly_one_wins(registry, workdir, targ
 
 def test_a_stale_claim_is_taken_over(registry, monkeypatch):
     """A claim whose owner died before moving the alias does not block later moves forever."""
-    import pfp_mlops.adapters.mlflow_registry as m
+    import pfp_mlops.adapters.mlflow_aliases as m
 
     registry.client.create_experiment(f"{m.CLAIM_PREFIX}{MODEL}:production:2")  # claimed epoch 2, never finished
     with pytest.raises(ConcurrentPromotion):

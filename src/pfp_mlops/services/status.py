@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pfp_mlops.adapters.mlflow_registry import public_uri
 from pfp_mlops.domain.errors import NotFoundError
 from pfp_mlops.domain.models import ModelVersionInfo
 from pfp_mlops.domain.rollback_policy import tag_repairs
 from pfp_mlops.services.context import Context
+from pfp_mlops.uris import public_uri
 
 
 def run_status(ctx: Context) -> dict[str, Any]:
