@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pfp_mlops.domain.errors import ConfigError, Inconclusive, PfpError
 from pfp_mlops.domain.models import Decision, EvalResult, ValidateResult
-from pfp_mlops.domain.promotion_rule import finite, judge
+from pfp_mlops.domain.promotion_rule import finite, judge, ledger_facts, picture_title
 from pfp_mlops.services import ledger
 from pfp_mlops.services.context import Context
 
@@ -45,12 +45,15 @@ def decide(ctx: Context, *, challenger_version: int, champion_version: int | Non
     from pfp_mlops.services.evaluation import evaluate_version_detailed
 
     g = ctx.cfg.gates.validate_
-    if g.decision == "bootstrap" and g.metric != "map50":
-        raise ConfigError(f"gates.validate.decision: bootstrap compares mAP50; set gates.validate.metric to map50 "
-                          f"(got {g.metric})")
+    if g.decision in ("bootstrap", "guarded") and g.metric != "map50":
+        raise ConfigError(f"gates.validate.decision: {g.decision} compares mAP50; set gates.validate.metric to map50 "
+                          f"(got {g.metric}) or gates.validate.decision to point")
     min_absolute = ctx.cfg.gates.promote.min_map50 if g.metric == "map50" else 0.0
     if champion_eval is None or champion_version is None:
-        return judge(challenger_eval, None, None, g, min_absolute=min_absolute)
+        first = judge(challenger_eval, None, None, g, min_absolute=min_absolute)
+        if ledger_extra is not None:
+            ledger_extra.update(ledger_facts(first))
+        return first
     reg, name = ctx.registry, ctx.model_name
     c = evaluate_version_detailed(ctx, reg.version(name, challenger_version), manifest)
     p = evaluate_version_detailed(ctx, reg.version(name, champion_version), manifest)
@@ -62,17 +65,40 @@ def decide(ctx: Context, *, challenger_version: int, champion_version: int | Non
     decision = dataclasses.replace(decision, metrics={**decision.metrics, "comparison_run_id": run_id})
     if ledger_extra is not None:
         ledger_extra["comparison_run_id"] = run_id
+        ledger_extra.update(ledger_facts(decision))
     if decision.verdict == "inconclusive":
         metrics = {"challenger_map50": challenger_eval.map50, "champion_map50": champion_eval.map50,
-                   "delta_ci_low": boot.ci_low, "delta_ci_high": boot.ci_high}
+                   "delta_map50": boot.point_delta, "delta_ci_low": boot.ci_low, "delta_ci_high": boot.ci_high,
+                   "required_delta": decision.metrics.get("required_delta")}
         ledger.record(ctx, "validate", from_version=champion_version, to_version=challenger_version,
                       decision=decision, outcome="inconclusive", metrics=metrics,
-                      extra={**(ledger_extra or {}), "comparison_run_id": run_id})
+                      extra={**(ledger_extra or {}), **ledger_facts(decision), "comparison_run_id": run_id})
+        _alert_inconclusive(ctx, decision, challenger_version, champion_version)
         result = ValidateResult(name, challenger_version, champion_version, decision, "inconclusive",
                                 challenger_eval, champion_eval, production=champion_version)
         raise Inconclusive(f"challenger v{challenger_version} vs production v{champion_version}: verdict "
                            f"inconclusive, nothing changed: {'; '.join(decision.reasons)}", decision=result)
     return decision
+
+
+def _alert_inconclusive(ctx: Context, decision: Decision, challenger_version: int, champion_version: int) -> None:
+    """An inconclusive verdict needs a human (more test data, or an explicit decision): say so where CI listens."""
+    from pfp_mlops.adapters.alerts import send_alert
+
+    m = decision.metrics
+    boot = m.get("bootstrap") or {}
+    name = ctx.model_name
+    alert = send_alert(
+        {"event": "inconclusive", "model": name, "challenger": challenger_version, "champion": champion_version,
+         "decision_mode": m.get("decision_mode"), "point_verdict": m.get("point_verdict"),
+         "delta_map50": boot.get("point_delta"), "ci_low": boot.get("ci_low"), "ci_high": boot.get("ci_high"),
+         "n_test_images": m.get("n_test_images"), "images_needed_estimate": m.get("images_needed_estimate"),
+         "needs_human": True, "reasons": decision.reasons,
+         "summary": f"pfp: {name} challenger v{challenger_version} vs production v{champion_version}: inconclusive, "
+                    f"needs a human; nothing changed: {'; '.join(decision.reasons)}"},
+        alerts_file=ctx.home / "alerts.jsonl", webhook_url=ctx.settings.alert_webhook_url,
+    )
+    ctx.say(f"alert: webhook {alert['webhook']}")
 
 
 def _log_evidence(ctx: Context, decision: Decision, boot: BootstrapResult, c: Any, p: Any, challenger_version: int,
@@ -103,7 +129,8 @@ def _log_evidence(ctx: Context, decision: Decision, boot: BootstrapResult, c: An
                 champion_label=f"production v{champion_version}", challenger_label=f"challenger v{challenger_version}",
                 delta=boot.point_delta, ci_low=boot.ci_low, ci_high=boot.ci_high,
                 required=need if finite(need) else 0.0, confidence=boot.confidence,
-                verdict=str(decision.verdict), title=f"{name}: v{challenger_version} vs v{champion_version}",
+                verdict=str(decision.verdict), decision_mode=decision.metrics.get("decision_mode"),
+                title=picture_title(name, challenger_version, champion_version, decision),
             ))
         except Exception as e:  # noqa: BLE001 - a missing picture must not block a decision; the JSON has it all
             log.warning("comparison picture not drawn: %s: %s", type(e).__name__, str(e)[:200])
