@@ -6,8 +6,8 @@ MLflow adapter: int versions from 1, compare-and-set alias moves raising Concurr
 status, NotFoundError/UserError where MLflow gives them. One lock makes every method atomic, so threads racing on
 `move_alias` behave as processes racing on the epoch claim: exactly one wins.
 
-`faults` lets a test crash the registry at a chosen write: each write method name maps to the number of calls
-that succeed before the next one raises `faults_exc` (a crash as the process would see it).
+`crash_after` lets a test crash at a chosen write: that many writes succeed, the next one raises `CrashHere`
+(a process killed there). `calls` counts every method call by name.
 """
 
 from __future__ import annotations
@@ -24,9 +24,6 @@ from typing import Any
 from pfp_mlops.domain.errors import ConcurrentPromotion, NotFoundError, UserError
 from pfp_mlops.domain.models import ModelVersionInfo
 from pfp_mlops.ports import STATUS_KEY, LedgerStatus
-
-WRITES = ("register", "move_alias", "set_tags", "append_ledger", "finish_ledger", "annotate_ledger",
-          "create_finished_run", "log_run_artifact")
 
 
 class CrashHere(BaseException):
@@ -63,17 +60,16 @@ class MemoryRegistry:
         self._runs: dict[str, dict[str, Any]] = {}  # run id -> {"experiment", "tags", "metrics", "status", ...}
         self._clock = itertools.count()
         self.lifecycle_experiment = lifecycle_experiment
-        self.faults: dict[str, int] = {}
+        self.crash_after: int | None = None
+        self.writes = 0
         self.calls: dict[str, int] = {}
 
-    # --- fault injection and call counting ---
+    # --- fault injection ---
     def _write(self, op: str) -> None:
+        if self.crash_after is not None and self.writes >= self.crash_after:
+            raise CrashHere(f"injected crash at write {self.writes + 1} ({op})")
+        self.writes += 1
         self.calls[op] = self.calls.get(op, 0) + 1
-        left = self.faults.get(op)
-        if left is not None:
-            if left <= 0:
-                raise CrashHere(f"injected crash at {op}")
-            self.faults[op] = left - 1
 
     # --- the store ---
     def ping(self) -> None:
