@@ -108,6 +108,7 @@ class RegisterResult(Result):
     decision: Decision
     evaluation: EvalResult
     model_uri: str
+    ledger_run_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ class PromoteResult(Result):
     version: int
     decision: Decision
     alias: str
+    ledger_run_id: str | None = None  # the lifecycle entry of this action (services.lifecycle.annotate adds to it)
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,7 @@ class ValidateResult(Result):
     challenger_eval: EvalResult | None = None
     champion_eval: EvalResult | None = None
     production: int | None = None
+    ledger_run_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,7 @@ class RollbackResult(Result):
     dry_run: bool
     reasons: list[str]
     alert: dict[str, Any] = field(default_factory=dict)
+    ledger_run_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -168,3 +172,4 @@ class RegressionResult(Result):
     production_eval: EvalResult | None = None
     previous_eval: EvalResult | None = None
     rollback: RollbackResult | None = None
+    ledger_run_id: str | None = None  # rolled back: the rollback's entry (it moved production); else the watch's

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import tempfile
 from dataclasses import fields
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from pfp_mlops.domain.errors import InfraError, NotFoundError, PfpError
 from pfp_mlops.domain.models import EvalResult, ModelVersionInfo
+from pfp_mlops.fsutil import atomic_write_json
 from pfp_mlops.services.context import Context
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ def evaluate_weights_detailed(ctx: Context, weights: Path, manifest: dict[str, A
     )
     if ev.result.protocol_fingerprint != fp:  # the adapter computes it from the same inputs: a bug if not
         raise PfpError(f"evaluation fingerprint {ev.result.protocol_fingerprint} != expected {fp}")
-    _atomic_write(local, records_payload(ev, weights_sha256=local.stem))
+    atomic_write_json(local, records_payload(ev, weights_sha256=local.stem))
     return ev
 
 
@@ -87,7 +87,8 @@ def weights_for_version(ctx: Context, info: ModelVersionInfo) -> Path:
 
 
 def evaluate_version(ctx: Context, info: ModelVersionInfo, manifest: dict[str, Any]) -> EvalResult:
-    """A registered version on the current TEST split; a cached result is reused only for the same fingerprint."""
+    """The summary only: the cached result of the version's tag when its fingerprint matches (no download), else
+    `evaluate(...)`. For promote and the regression watch, which compare summaries."""
     fp = fingerprint(ctx, manifest)
     memo = ctx.extra.get(_MEMO, {}).get((info.name, info.version, fp))
     if memo is not None:
@@ -95,14 +96,16 @@ def evaluate_version(ctx: Context, info: ModelVersionInfo, manifest: dict[str, A
     cached = _tag_result(info.tags.get(EVAL_TAG_PREFIX + fp), fp)
     if cached is not None:
         return cached
-    return evaluate_version_detailed(ctx, info, manifest).result
+    return evaluate(ctx, info, manifest).result
 
 
-def evaluate_version_detailed(ctx: Context, info: ModelVersionInfo, manifest: dict[str, Any]) -> SplitEvaluation:
-    """Result and per-image records of a registered version on the current TEST split (what the bootstrap needs).
+def evaluate(ctx: Context, info: ModelVersionInfo, manifest: dict[str, Any]) -> SplitEvaluation:
+    """The one evaluation entry point: result and per-image records of a registered version on the current TEST
+    split, together (validate pairs the records in the bootstrap and reports the result).
 
-    Reuses, in order: this command's earlier evaluation, the records the version's tag points to, the local copy for
-    the version's weights; else evaluates. The records end up as artifact `eval/<fingerprint>.json` of the version's
+    `info` is used as given (the caller read it in this command: no second read of the version). Reuses, in
+    order: this command's earlier evaluation, the records the version's tag points to, the local copy for the
+    version's weights; else evaluates. The records end up as artifact `eval/<fingerprint>.json` of the version's
     run and the tag points to them.
     """
     fp = fingerprint(ctx, manifest)
@@ -110,7 +113,6 @@ def evaluate_version_detailed(ctx: Context, info: ModelVersionInfo, manifest: di
     key = (info.name, info.version, fp)
     if key in memo:
         return memo[key]
-    info = ctx.registry.version(info.name, info.version)  # the tag may be newer than the caller's copy
     tag = _tag_json(info.tags.get(EVAL_TAG_PREFIX + fp))
     ev = None
     if tag and tag.get("records"):
@@ -131,6 +133,11 @@ def evaluate_version_detailed(ctx: Context, info: ModelVersionInfo, manifest: di
                               {EVAL_TAG_PREFIX + fp: json.dumps({**ev.result.to_dict(), "records": uri})})
     memo[key] = ev
     return ev
+
+
+def evaluate_version_detailed(ctx: Context, info: ModelVersionInfo, manifest: dict[str, Any]) -> SplitEvaluation:
+    """`evaluate` under its former name (kept for callers written before the one entry point)."""
+    return evaluate(ctx, info, manifest)
 
 
 def metric_tags(ev: EvalResult) -> dict[str, str]:
@@ -223,11 +230,3 @@ def _download_records(ctx: Context, uri: str, fp: str) -> SplitEvaluation | None
         except (NotFoundError, InfraError):  # gone (or a local store error): evaluate again
             return None
         return _load_records_file(path, fp)
-
-
-def _atomic_write(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(payload, f)
-    os.replace(tmp, path)
