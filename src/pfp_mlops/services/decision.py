@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pfp_mlops.domain.errors import ConfigError, Inconclusive, PfpError
 from pfp_mlops.domain.gates import EPS, _class_drops, required_score, validate_gate
-from pfp_mlops.domain.models import Decision, EvalResult, ValidateResult
+from pfp_mlops.domain.models import Decision, EvalResult, SplitManifest, ValidateResult
 from pfp_mlops.services import ledger
 from pfp_mlops.services.context import Context
 
@@ -88,7 +88,7 @@ def judge(challenger: EvalResult, champion: EvalResult | None, boot: BootstrapRe
 
 
 def decide(ctx: Context, *, challenger_version: int, champion_version: int | None, challenger_eval: EvalResult,
-           champion_eval: EvalResult | None, manifest: dict[str, Any],
+           champion_eval: EvalResult | None, manifest: SplitManifest,
            ledger_extra: dict[str, Any] | None = None) -> Decision:
     """The validate decision with its evidence; raises Inconclusive (after a ledger entry) when the interval can't tell.
 

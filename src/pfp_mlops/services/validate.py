@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pfp_mlops.adapters.alerts import send_alert
 from pfp_mlops.domain.errors import GateFailed, NotFoundError
-from pfp_mlops.domain.models import ModelVersionInfo, ValidateResult
+from pfp_mlops.domain.models import ModelVersionInfo, SplitManifest, ValidateResult
 from pfp_mlops.services import ledger
 from pfp_mlops.services.context import Context
 from pfp_mlops.services.decision import decide
@@ -32,7 +32,7 @@ def run_validate(ctx: Context, *, allow_split_mismatch: bool = False) -> Validat
     manifest = current_split(ctx.cfg)
     challenger = reg.version(name, challenger_v)
     guard_notes = _guards(ctx, challenger, champion_v, manifest, allow_split_mismatch)
-    extra = {"split_fingerprint": manifest["fingerprint"], "allow_split_mismatch": str(allow_split_mismatch).lower(),
+    extra = {"split_fingerprint": manifest.fingerprint, "allow_split_mismatch": str(allow_split_mismatch).lower(),
              **({"guard": " | ".join(guard_notes)} if guard_notes else {})}
     c_eval = evaluate_version(ctx, challenger, manifest)
     p_eval = None
@@ -73,7 +73,7 @@ def run_validate(ctx: Context, *, allow_split_mismatch: bool = False) -> Validat
     raise GateFailed(f"challenger v{challenger_v} rejected: {'; '.join(decision.reasons)}", decision=result)
 
 
-def _guards(ctx: Context, challenger: ModelVersionInfo, champion_v: int | None, manifest: dict,
+def _guards(ctx: Context, challenger: ModelVersionInfo, champion_v: int | None, manifest: SplitManifest,
             allow_split_mismatch: bool) -> list[str]:
     """Same-split guard on the challenger, leakage check on both sides; a refusal is recorded, nothing moves."""
     compared = [("challenger", challenger)]
@@ -85,5 +85,5 @@ def _guards(ctx: Context, challenger: ModelVersionInfo, champion_v: int | None, 
     except GateFailed as e:
         ledger.record(ctx, "validate", from_version=champion_v, to_version=challenger.version,
                       outcome="refused_guard",
-                      extra={"reason": e.message, "split_fingerprint": manifest["fingerprint"]})
+                      extra={"reason": e.message, "split_fingerprint": manifest.fingerprint})
         raise
