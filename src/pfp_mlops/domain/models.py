@@ -67,7 +67,8 @@ class SplitManifest(Result):
         missing = [s for s in SPLITS if s not in data["list_files"]]
         if missing:
             raise ValueError(f"'list_files' has no {missing[0]!r} entry")
-        items = data.get("items") or {}
+        items = data.get("items")
+        items = {} if items is None else items
         if not isinstance(items, dict):
             raise ValueError("'items' is not an object")
         return cls(
