@@ -39,11 +39,11 @@ ROUNDS = 5
 WORKER = r'''
 import contextlib, io, os, sys, time
 import pfp_mlops.services.validate as v
-orig = v.evaluate_version
+orig = v.evaluate
 def slow(*a, **k):
     time.sleep(1.0)  # both workers read the aliases before either can move one
     return orig(*a, **k)
-v.evaluate_version = slow
+v.evaluate = slow
 from pfp_mlops.cli.app import app
 ctl = sys.argv[1]
 i = 0

@@ -148,6 +148,7 @@ class RegisterResult(Result):
     decision: Decision
     evaluation: EvalResult
     model_uri: str
+    ledger_run_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,7 @@ class PromoteResult(Result):
     version: int
     decision: Decision
     alias: str
+    ledger_run_id: str | None = None  # the lifecycle entry of this action (services.lifecycle.annotate adds to it)
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,7 @@ class ValidateResult(Result):
     challenger_eval: EvalResult | None = None
     champion_eval: EvalResult | None = None
     production: int | None = None
+    ledger_run_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,7 @@ class RollbackResult(Result):
     dry_run: bool
     reasons: list[str]
     alert: dict[str, Any] = field(default_factory=dict)
+    ledger_run_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -208,3 +212,4 @@ class RegressionResult(Result):
     production_eval: EvalResult | None = None
     previous_eval: EvalResult | None = None
     rollback: RollbackResult | None = None
+    ledger_run_id: str | None = None  # rolled back: the rollback's entry (it moved production); else the watch's

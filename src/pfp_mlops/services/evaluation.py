@@ -86,7 +86,8 @@ def weights_for_version(ctx: Context, info: ModelVersionInfo) -> Path:
 
 
 def evaluate_version(ctx: Context, info: ModelVersionInfo, manifest: SplitManifest) -> EvalResult:
-    """A registered version on the current TEST split; a cached result is reused only for the same fingerprint."""
+    """The summary only: the cached result of the version's tag when its fingerprint matches (no download), else
+    `evaluate(...)`. For promote and the regression watch, which compare summaries."""
     fp = fingerprint(ctx, manifest)
     memo = ctx.extra.get(_MEMO, {}).get((info.name, info.version, fp))
     if memo is not None:
@@ -94,14 +95,16 @@ def evaluate_version(ctx: Context, info: ModelVersionInfo, manifest: SplitManife
     cached = _tag_result(info.tags.get(EVAL_TAG_PREFIX + fp), fp)
     if cached is not None:
         return cached
-    return evaluate_version_detailed(ctx, info, manifest).result
+    return evaluate(ctx, info, manifest).result
 
 
-def evaluate_version_detailed(ctx: Context, info: ModelVersionInfo, manifest: SplitManifest) -> SplitEvaluation:
-    """Result and per-image records of a registered version on the current TEST split (what the bootstrap needs).
+def evaluate(ctx: Context, info: ModelVersionInfo, manifest: SplitManifest) -> SplitEvaluation:
+    """The one evaluation entry point: result and per-image records of a registered version on the current TEST
+    split, together (validate pairs the records in the bootstrap and reports the result).
 
-    Reuses, in order: this command's earlier evaluation, the records the version's tag points to, the local copy for
-    the version's weights; else evaluates. The records end up as artifact `eval/<fingerprint>.json` of the version's
+    `info` is used as given (the caller read it in this command: no second read of the version). Reuses, in
+    order: this command's earlier evaluation, the records the version's tag points to, the local copy for the
+    version's weights; else evaluates. The records end up as artifact `eval/<fingerprint>.json` of the version's
     run and the tag points to them.
     """
     fp = fingerprint(ctx, manifest)
@@ -109,7 +112,6 @@ def evaluate_version_detailed(ctx: Context, info: ModelVersionInfo, manifest: Sp
     key = (info.name, info.version, fp)
     if key in memo:
         return memo[key]
-    info = ctx.registry.version(info.name, info.version)  # the tag may be newer than the caller's copy
     tag = _tag_json(info.tags.get(EVAL_TAG_PREFIX + fp))
     ev = None
     if tag and tag.get("records"):
@@ -128,6 +130,11 @@ def evaluate_version_detailed(ctx: Context, info: ModelVersionInfo, manifest: Sp
                               {EVAL_TAG_PREFIX + fp: json.dumps({**ev.result.to_dict(), "records": uri})})
     memo[key] = ev
     return ev
+
+
+def evaluate_version_detailed(ctx: Context, info: ModelVersionInfo, manifest: SplitManifest) -> SplitEvaluation:
+    """`evaluate` under its former name (kept for callers written before the one entry point)."""
+    return evaluate(ctx, info, manifest)
 
 
 def metric_tags(ev: EvalResult) -> dict[str, str]:

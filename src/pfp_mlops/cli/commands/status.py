@@ -18,5 +18,10 @@ def status(config: ConfigOpt = None, set_: SetOpt = None, profile: ProfileOpt = 
                      [(v["version"], v["aliases"], v["stage"], v["map50"], v["recall"]) for v in r["versions"]])
         for d in r["drift"]:
             output.console().print(f"[yellow]drift: {d}[/] (run `pfp repair`)")
+        for p in r.get("pending", []):
+            output.console().print(
+                f"[yellow]pending: {p['action']} {p.get('from_version') or '-'} -> {p.get('to_version') or '-'} "
+                f"({p.get('outcome')}, {p.get('when')}) did not finish; `pfp repair` will {p['repair_will']} it: "
+                f"{p['why']}[/]")
 
     run("status", body, render, json_out=json, config=config, profile=profile, overrides=set_)
