@@ -57,6 +57,7 @@ if TYPE_CHECKING:
         TrainResult,
         ValidateResult,
     )
+    from pfp_mlops.ports import RegistryPort
     from pfp_mlops.services.context import Context
     from pfp_mlops.settings import PipelineConfig, Settings
 
@@ -136,12 +137,15 @@ class Project:
     # --- opening ---------------------------------------------------------------------------------------------
     @classmethod
     def open(cls, path: str | os.PathLike[str] = ".", *, config: str | os.PathLike[str] | None = None,
-             profile: str | None = None, overrides: Mapping[str, Any] | Iterable[str] | None = None) -> Project:
+             profile: str | None = None, overrides: Mapping[str, Any] | Iterable[str] | None = None,
+             registry: RegistryPort | None = None) -> Project:
         """Open the project in `path` with the CLI's set-up.
 
         `config`: a YAML file (relative paths are relative to `path`; default PFP_CONFIG or configs/<profile>.yaml).
         `profile`: `default`, `demo`, … (default PFP_PROFILE). `overrides`: config changes for this Project, either
         `{"train.epochs": 3}` (values as given) or `["train.epochs=3"]` (values parsed as YAML, like `--set`).
+        `registry`: a registry to use instead of the configured MLflow store, e.g.
+        `pfp_mlops.adapters.memory_registry.MemoryRegistry()` to try the lifecycle without one.
         Raises ConfigError (a UserError) naming a bad value, key or variable.
         """
         from pfp_mlops.domain.errors import ConfigError
@@ -152,7 +156,7 @@ class Project:
             raise ConfigError(f"project folder not found: {root}")
         with _cwd(root):
             ctx = open_context(config=Path(config) if config is not None else None, profile=profile,
-                               overrides=_overrides(overrides))
+                               overrides=_overrides(overrides), registry=registry)
         return cls(root, ctx)
 
     @property

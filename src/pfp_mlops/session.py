@@ -15,16 +15,18 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pfp_mlops.overrides import Override
+    from pfp_mlops.ports import RegistryPort
     from pfp_mlops.services.context import Context
 
 
 def open_context(*, config: Path | None = None, profile: str | None = None, demo: bool = False,
                  overrides: Iterable[Override] = (), device: str | None = None,
-                 device_source: str = "--device") -> Context:
+                 device_source: str = "--device", registry: RegistryPort | None = None) -> Context:
     """Build the settings, config and logging exactly as `pfp <command>` does; returns the service Context.
 
     `overrides` apply to the YAML config after the profile (see pfp_mlops.overrides); `device` replaces
-    PFP_DEVICE for this context (the `--device` flag). Errors are ConfigError (exit 2) naming what is wrong.
+    PFP_DEVICE for this context (the `--device` flag); `registry` replaces the configured MLflow store (an
+    in-memory one in tests and notebooks). Errors are ConfigError (exit 2) naming what is wrong.
     """
     # The scrubber and the log set-up live with the one renderer (cli/output.py, stdlib only); they are the
     # project's, not Typer's, so the API uses them too.
@@ -52,7 +54,7 @@ def open_context(*, config: Path | None = None, profile: str | None = None, demo
     apply_offline_env(home)
     from pfp_mlops.services.context import Context
 
-    ctx = Context(settings, cfg, progress=None)
+    ctx = Context(settings, cfg, progress=None, registry_impl=registry)
     if overrides:
         ctx.extra["config_overrides"] = overrides  # the training run logs them (param `overrides`)
     return ctx
@@ -78,8 +80,9 @@ def with_changes(ctx: Context, *, overrides: Iterable[Override] = (), device: st
     extra: dict[str, Any] = dict(ctx.extra)
     if overrides:
         extra["config_overrides"] = [*extra.get("config_overrides", []), *overrides]
-    new = Context(settings, apply_overrides(ctx.cfg, overrides), progress=ctx.progress, extra=extra)
-    same_store = settings.tracking_uri() == ctx.settings.tracking_uri() and new.cfg.registry == ctx.cfg.registry
-    if "registry" in ctx.__dict__ and same_store:
-        new.__dict__["registry"] = ctx.__dict__["registry"]  # same store: keep the client (and its caches)
-    return new
+    cfg = apply_overrides(ctx.cfg, overrides)
+    same_store = settings.tracking_uri() == ctx.settings.tracking_uri() and (
+        cfg.registry.lifecycle_experiment == ctx.cfg.registry.lifecycle_experiment)
+    # same store: keep the registry (an injected one, or the MLflow client already built)
+    return Context(settings, cfg, progress=ctx.progress, extra=extra,
+                   registry_impl=ctx.registry_impl if same_store else None)

@@ -146,3 +146,25 @@ def test_status_report_keeps_unknown_fields():
     s = StatusReport.from_dict({"model": "m", "tracking_uri": "sqlite://", "versions": [], "aliases": {"production": 2},
                                 "drift": [], "pending": ["x"]})
     assert s.alias("production") == 2 and s.alias("staging") is None and s.other == {"pending": ["x"]}
+
+
+def test_lifecycle_reports_and_refusals_on_the_in_memory_registry(workdir):
+    """With an injected registry (no MLflow): status, history, nothing-to-do outcomes, and a refusal returned as a
+    value by the real promote service; a lost race or an unknown version stays an exception."""
+    from pfp_mlops.adapters.memory_registry import MemoryRegistry
+    from pfp_mlops.domain.errors import NotFoundError
+
+    reg = MemoryRegistry(workdir / "memreg")
+    project = Project.open(workdir, registry=reg)
+    assert project.status().versions == [] and project.history() == []
+    with pytest.raises(NotFoundError):
+        project.validate()
+    reg.ensure_model("pfp-detector")
+    v1 = reg.register("pfp-detector", "runs:/r1/model", "r1", {"stage": "rejected"})
+    assert project.validate().action == "nothing" and project.regression_watch().action == "nothing"
+    refused = project.promote(version=v1)
+    assert isinstance(refused, Refused) and "was rejected" in refused.message and exit_code_of_outcome(refused) == 10
+    status = project.status()
+    assert [v["stage"] for v in status.versions] == ["rejected"] and status.alias("production") is None
+    with pytest.raises(NotFoundError):
+        project.promote(version=9)
