@@ -39,12 +39,10 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pfp_mlops.domain.errors import GateFailed, Inconclusive, PfpError, RegressionRolledBack
-from pfp_mlops.domain.models import Decision, Result
+from pfp_mlops.outcomes import Refused, StatusReport, as_outcome, outcome_error
 
 if TYPE_CHECKING:
     from pfp_mlops.domain.models import (
@@ -62,68 +60,6 @@ if TYPE_CHECKING:
     from pfp_mlops.settings import PipelineConfig, Settings
 
 __all__ = ["Project", "Refused", "StatusReport", "outcome_error"]
-
-
-@dataclass(frozen=True)
-class Refused(Result):
-    """A step a gate refused before it changed anything: which step, the decision (verdict + reasons), the message.
-
-    `inconclusive` is true for an inconclusive verdict (the CLI's exit 11), false for a plain refusal (exit 10).
-    """
-
-    step: str
-    decision: Decision
-    message: str
-    inconclusive: bool = False
-
-    @property
-    def reasons(self) -> list[str]:
-        """The decision's human-readable reasons."""
-        return list(self.decision.reasons)
-
-
-@dataclass(frozen=True)
-class StatusReport(Result):
-    """`pfp status` as a value: every version with its aliases, stage and test metrics, and any alias/tag drift."""
-
-    model: str
-    tracking_uri: str
-    versions: list[dict[str, Any]]
-    aliases: dict[str, int]
-    drift: list[str] = field(default_factory=list)
-    other: dict[str, Any] = field(default_factory=dict)  # anything else the status service reports
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> StatusReport:
-        """From the status service's dict (the JSON `pfp status --json` prints)."""
-        known = ("model", "tracking_uri", "versions", "aliases", "drift")
-        return cls(*(data.get(k) for k in known[:4]), list(data.get("drift") or []),
-                   {k: v for k, v in data.items() if k not in known})
-
-    def alias(self, name: str) -> int | None:
-        """The version holding an alias (`production`, `staging`), or None."""
-        return self.aliases.get(name)
-
-
-def outcome_error(result: Any) -> PfpError | None:
-    """The exception `pfp` raises for this outcome (GateFailed, Inconclusive, RegressionRolledBack), or None.
-
-    The Python API returns gate outcomes instead of raising them; this maps them back, so a script exits with the
-    CLI's exit code from the one table (`pfp_mlops.cli.errors`).
-    """
-    if isinstance(result, Refused):
-        cls = Inconclusive if result.inconclusive else GateFailed
-        return cls(result.message, decision=result.decision)
-    action = getattr(result, "action", None)
-    if action == "inconclusive":
-        return Inconclusive(f"verdict inconclusive: {'; '.join(result.decision.reasons)}", decision=result)
-    if action == "rejected":
-        return GateFailed(f"challenger v{result.challenger} rejected: {'; '.join(result.decision.reasons)}",
-                          decision=result)
-    if action == "rolled_back" and hasattr(result, "previous"):
-        return RegressionRolledBack(f"production v{result.production} regressed; rolled back to v{result.previous}",
-                                    result=result)
-    return None
 
 
 class Project:
@@ -231,7 +167,7 @@ class Project:
         from pfp_mlops.services.register import run_register
 
         with self._inside():
-            return _gated("register", lambda: run_register(
+            return as_outcome("register", lambda: run_register(
                 self._ctx, training_info=Path(training_info) if training_info is not None else None,
                 check_env=check_env))
 
@@ -240,7 +176,7 @@ class Project:
         from pfp_mlops.services.promote import run_promote
 
         with self._inside():
-            return _gated("promote", lambda: run_promote(self._ctx, version=version,
+            return as_outcome("promote", lambda: run_promote(self._ctx, version=version,
                                                          allow_split_mismatch=allow_split_mismatch))
 
     def validate(self, *, allow_split_mismatch: bool = False) -> ValidateResult | Refused:
@@ -249,7 +185,7 @@ class Project:
         from pfp_mlops.services.validate import run_validate
 
         with self._inside():
-            return _gated("validate", lambda: run_validate(self._ctx, allow_split_mismatch=allow_split_mismatch))
+            return as_outcome("validate", lambda: run_validate(self._ctx, allow_split_mismatch=allow_split_mismatch))
 
     def regression_watch(self, *, tolerance: float | None = None) -> RegressionResult | Refused:
         """`pfp validate --against previous`: production vs the previous production; rolls back when worse.
@@ -263,7 +199,7 @@ class Project:
         if not 0 <= allowed <= 1:
             raise UserError(f"tolerance must be between 0 and 1 (got {allowed})")
         with self._inside():
-            return _gated("regression_watch", lambda: run_regression_watch(self._ctx, tolerance=allowed))
+            return as_outcome("regression_watch", lambda: run_regression_watch(self._ctx, tolerance=allowed))
 
     def rollback(self, *, to_version: int | None = None, dry_run: bool = False, force: bool = False,
                  reason: str = "manual rollback") -> RollbackResult:
@@ -328,24 +264,6 @@ class Project:
     def _inside(self) -> Iterator[None]:
         with _cwd(self._root):
             yield
-
-
-def _gated(step: str, call: Any) -> Any:
-    """Run a step; a gate's refusal becomes a value (the ValidateResult/RegressionResult it carries, or Refused)."""
-    try:
-        return call()
-    except RegressionRolledBack as e:
-        if e.result is not None:
-            return e.result
-        raise
-    except GateFailed as e:
-        carried = e.decision
-        if carried is not None and hasattr(carried, "action"):  # validate: rejected / inconclusive
-            return carried
-        decision = carried if isinstance(carried, Decision) else Decision(
-            step, False, [e.message], dict(e.details), verdict="inconclusive" if isinstance(e, Inconclusive) else
-            "refused")
-        return Refused(step, decision, e.message, inconclusive=isinstance(e, Inconclusive))
 
 
 def _overrides(values: Mapping[str, Any] | Iterable[str] | None) -> list[Any]:

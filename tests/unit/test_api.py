@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pfp_mlops.api import Project, Refused, StatusReport, _gated, outcome_error
+from pfp_mlops.api import Project, Refused, StatusReport, outcome_error
 from pfp_mlops.cli.errors import exit_code_of_outcome
 from pfp_mlops.domain.errors import (
     ConcurrentPromotion,
@@ -18,6 +18,7 @@ from pfp_mlops.domain.errors import (
     UserError,
 )
 from pfp_mlops.domain.models import Decision, PipelineResult, RegressionResult, StepOutcome, ValidateResult
+from pfp_mlops.outcomes import as_outcome
 
 
 def _validate(action: str, passed: bool, verdict: str) -> ValidateResult:
@@ -108,20 +109,20 @@ def test_gate_refusals_become_values():
     """GateFailed with a Decision → Refused; Inconclusive → Refused(inconclusive); the validate/regression results a
     refusal carries are returned as they are; other errors propagate."""
     d = Decision("register", False, ["test mAP50 0.1 < minimum 0.5"])
-    r = _gated("register", lambda: (_ for _ in ()).throw(GateFailed("not registered", decision=d)))
+    r = as_outcome("register", lambda: (_ for _ in ()).throw(GateFailed("not registered", decision=d)))
     assert r == Refused("register", d, "not registered") and r.reasons == d.reasons
-    guard = _gated("validate", lambda: (_ for _ in ()).throw(GateFailed("trained on another split",
+    guard = as_outcome("validate", lambda: (_ for _ in ()).throw(GateFailed("trained on another split",
                                                                         details={"version": 2})))
     assert isinstance(guard, Refused) and guard.decision.verdict == "refused" and guard.decision.metrics == {
         "version": 2}
-    inc = _gated("validate", lambda: (_ for _ in ()).throw(Inconclusive("can't tell")))
+    inc = as_outcome("validate", lambda: (_ for _ in ()).throw(Inconclusive("can't tell")))
     assert inc.inconclusive and inc.decision.verdict == "inconclusive"
     rejected = _validate("rejected", False, "reject")
-    assert _gated("validate", lambda: (_ for _ in ()).throw(GateFailed("x", decision=rejected))) is rejected
+    assert as_outcome("validate", lambda: (_ for _ in ()).throw(GateFailed("x", decision=rejected))) is rejected
     rolled = RegressionResult("m", 3, 2, Decision("regression", False, ["worse"]), "rolled_back")
-    assert _gated("watch", lambda: (_ for _ in ()).throw(RegressionRolledBack("x", result=rolled))) is rolled
+    assert as_outcome("watch", lambda: (_ for _ in ()).throw(RegressionRolledBack("x", result=rolled))) is rolled
     with pytest.raises(ConcurrentPromotion):
-        _gated("validate", lambda: (_ for _ in ()).throw(ConcurrentPromotion("moved")))
+        as_outcome("validate", lambda: (_ for _ in ()).throw(ConcurrentPromotion("moved")))
 
 
 @pytest.mark.parametrize(("result", "code"), [
