@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import tempfile
 from dataclasses import fields
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from pfp_mlops.domain.errors import InfraError, NotFoundError, PfpError
 from pfp_mlops.domain.models import EvalResult, ModelVersionInfo, SplitManifest
+from pfp_mlops.fsutil import atomic_write_json
 from pfp_mlops.services.context import Context
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ def evaluate_weights_detailed(ctx: Context, weights: Path, manifest: SplitManife
     )
     if ev.result.protocol_fingerprint != fp:  # the adapter computes it from the same inputs: a bug if not
         raise PfpError(f"evaluation fingerprint {ev.result.protocol_fingerprint} != expected {fp}")
-    _atomic_write(local, records_payload(ev, weights_sha256=local.stem))
+    atomic_write_json(local, records_payload(ev, weights_sha256=local.stem))
     return ev
 
 
@@ -227,11 +227,3 @@ def _download_records(ctx: Context, uri: str, fp: str) -> SplitEvaluation | None
         except (NotFoundError, InfraError):  # gone (or a local store error): evaluate again
             return None
         return _load_records_file(path, fp)
-
-
-def _atomic_write(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(payload, f)
-    os.replace(tmp, path)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -14,6 +13,7 @@ import yaml
 from pfp_mlops.domain.errors import DataError
 from pfp_mlops.domain.models import SPLITS, SplitManifest
 from pfp_mlops.domain.split_policy import assign_all, split_fingerprint
+from pfp_mlops.fsutil import atomic_write_text
 from pfp_mlops.services.dataset import check_items, read_csv
 from pfp_mlops.settings import PipelineConfig
 
@@ -79,8 +79,8 @@ def run_split(cfg: PipelineConfig) -> SplitManifest:
         data_root=str(data_root),
     )
     for s in SPLITS:
-        _atomic_write(out_dir / f"{s}.txt", "\n".join(lists[s]) + "\n")
-    _atomic_write(
+        atomic_write_text(out_dir / f"{s}.txt", "\n".join(lists[s]) + "\n")
+    atomic_write_text(
         data_yaml,
         yaml.safe_dump(
             {"path": str(out_dir.resolve()), "train": "train.txt", "val": "valid.txt", "test": "test.txt",
@@ -89,7 +89,7 @@ def run_split(cfg: PipelineConfig) -> SplitManifest:
         ),
     )
     head = manifest.to_dict()
-    _atomic_write(out_dir / MANIFEST, _manifest_json(head, ((it.image, it.content_hash, s)
+    atomic_write_text(out_dir / MANIFEST, _manifest_json(head, ((it.image, it.content_hash, s)
                                                             for it, s in zip(items, splits, strict=True))))
     return manifest
 
@@ -126,15 +126,3 @@ def current_split(cfg: PipelineConfig) -> SplitManifest:
     if m is None:
         raise DataError(f"no split found in {cfg.paths.dataset_dir}/; run `pfp split` first")
     return m
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Write next to the target and rename: a crash never leaves a half-written list or manifest."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
