@@ -25,7 +25,7 @@ bench: install
 	$(BIN)/python benchmarks/run.py
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff check src tests benchmarks scripts steps
 
 # The production topology without Docker (PostgreSQL + moto S3 + MLflow server on loopback); Ctrl-C stops it.
 stack: install

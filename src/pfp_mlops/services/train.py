@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pfp_mlops.domain.errors import DataError, InfraError, TrainingFailed, UserError
-from pfp_mlops.domain.models import TrainResult
+from pfp_mlops.domain.models import SplitManifest, TrainResult
 from pfp_mlops.services.context import Context, git_state, who
 from pfp_mlops.services.split import current_split
 
@@ -109,7 +109,7 @@ def _finite(v: Any) -> float | None:
 class _Search:
     """One `pfp train`: the study, the parent run, the trials of this process."""
 
-    def __init__(self, ctx: Context, manifest: dict[str, Any], time_budget_s: float | None) -> None:
+    def __init__(self, ctx: Context, manifest: SplitManifest, time_budget_s: float | None) -> None:
         from pfp_mlops.adapters import tracking, tuner
 
         self.ctx = ctx
@@ -121,7 +121,7 @@ class _Search:
         self.deadline = self.t0 + min(limits) if limits else None
         self.trial_epochs = self.sc.trial_epochs or self.tc.epochs
         self.runs_dir = ctx.cfg.paths.runs_dir.resolve()
-        self.study_name = self.sc.study_name or default_study_name(ctx.model_name, manifest["fingerprint"])
+        self.study_name = self.sc.study_name or default_study_name(ctx.model_name, manifest.fingerprint)
         self.storage = optuna_storage_url(ctx)
         self.study = tuner.open_study(self.storage, self.study_name, self.sc, max_epochs=self.trial_epochs)
         self.storage_shown = tuner._redact(self.storage)
@@ -162,7 +162,7 @@ class _Search:
 
     # --- the parent run ---
     def start_parent(self) -> str:
-        tags = {"pfp.split_fingerprint": self.manifest["fingerprint"], "pfp.model_name": self.ctx.model_name,
+        tags = {"pfp.split_fingerprint": self.manifest.fingerprint, "pfp.model_name": self.ctx.model_name,
                 "pfp.registered_by": who(), "pfp.role": "study", "pfp.study_name": self.study_name,
                 "pfp.optuna_storage": self.storage_shown, **{f"pfp.{k}": v for k, v in git_state().items()}}
         self.parent = self.tracker.start(f"train-{time.strftime('%Y%m%d-%H%M%S')}", tags=tags)
@@ -176,6 +176,8 @@ class _Search:
             "pruner_startup_trials": self.sc.pruner_startup_trials, "retrain_best": self.sc.retrain_best,
             "search_space": json.dumps({k: v.model_dump(exclude_none=True) for k, v in self.sc.space.items()}),
             **{f"hp.{k}": v for k, v in self.tc.hyperparameters.items()},
+            # what --set / the train flags / Project overrides changed for this run (the values above are effective)
+            **({"overrides": _overrides_param(self.ctx)} if self.ctx.extra.get("config_overrides") else {}),
         })
         return self.parent
 
@@ -198,7 +200,7 @@ class _Search:
                   "seed": self.tc.seed, "device": self.ctx.settings.device, **hyper}
         child = self.tracker.start(f"trial-{trial.number}", parent_id=self.parent, tags={
             "pfp.role": "trial", "pfp.study_name": self.study_name, "pfp.trial_number": trial.number,
-            "pfp.baseline": str(baseline).lower(), "pfp.split_fingerprint": self.manifest["fingerprint"]})
+            "pfp.baseline": str(baseline).lower(), "pfp.split_fingerprint": self.manifest.fingerprint})
         trial.set_attr("mlflow_run_id", child)
         self.tracker.params(child, params)
         kind = "baseline" if baseline else "sampled"
@@ -283,7 +285,7 @@ class _Search:
             self.emit("epoch", epoch=epoch, epochs=epochs, current=value)
 
         return yolo.train(
-            model_yaml=self.tc.model, data_yaml=self.manifest["data_yaml"],
+            model_yaml=self.tc.model, data_yaml=self.manifest.data_yaml,
             project=self.runs_dir / "study" / _safe(self.study_name), name=name, epochs=epochs, imgsz=imgsz,
             batch=batch, workers=self.tc.workers, seed=self.tc.seed, patience=self.tc.patience,
             device=self.ctx.settings.device, amp=self.tc.amp, hyperparameters=hyper, on_epoch=on_epoch,
@@ -343,6 +345,12 @@ class _Search:
             self.tracker.end(child, status)
 
 
+def _overrides_param(ctx: Context) -> str:
+    from pfp_mlops.overrides import summary
+
+    return summary(ctx.extra["config_overrides"])[:6000]  # MLflow's param value limit
+
+
 def _short(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
@@ -373,7 +381,7 @@ def run_train(ctx: Context, *, time_budget_s: float | None = None) -> TrainResul
         s.tracker.end(parent, status)
 
 
-def _finish(s: _Search, parent: str, manifest: dict[str, Any], runs_dir: Path) -> TrainResult:
+def _finish(s: _Search, parent: str, manifest: SplitManifest, runs_dir: Path) -> TrainResult:
     from pfp_mlops.adapters import yolo
 
     trials = s.study.trials()
@@ -423,8 +431,8 @@ def _finish(s: _Search, parent: str, manifest: dict[str, Any], runs_dir: Path) -
         "run_id": parent,
         "data_version": dv.md5,
         "weights": str(best_pt),
-        "split_fingerprint": manifest["fingerprint"],
-        "data_yaml": manifest["data_yaml"],
+        "split_fingerprint": manifest.fingerprint,
+        "data_yaml": manifest.data_yaml,
         "valid_metrics": valid_metrics,
         "params": params,
         "epochs": epochs,
@@ -461,5 +469,5 @@ def _finish(s: _Search, parent: str, manifest: dict[str, Any], runs_dir: Path) -
     s.emit("end", message=f"best trial #{best.number}: valid mAP50 {best.value:.4f} "
            f"({counts['complete']} complete, {counts['pruned']} pruned, {counts['fail']} failed)")
     return TrainResult(run_id=parent, weights=str(best_pt), training_info=str(info_path), valid_metrics=valid_metrics,
-                       params=params, split_fingerprint=manifest["fingerprint"], epochs=epochs, duration_s=duration,
+                       params=params, split_fingerprint=manifest.fingerprint, epochs=epochs, duration_s=duration,
                        study=study)

@@ -1,16 +1,28 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Annotated, Any
 
-from pfp_mlops.cli.options import ConfigOpt, JsonOpt, ProfileOpt
+import typer
+
+from pfp_mlops.cli.options import ConfigOpt, JsonOpt, ProfileOpt, SetOpt
 
 
-def train(config: ConfigOpt = None, profile: ProfileOpt = None, json: JsonOpt = False) -> None:
+def train(
+    trials: Annotated[int | None, typer.Option("--trials", metavar="N",
+                                               help="Trials of the study (= train.search.n_trials).")] = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", metavar="SECONDS",
+                                                  help="Wall-clock budget (= train.search.timeout_s).")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", metavar="N", help="Epochs (= train.epochs).")] = None,
+    device: Annotated[str | None, typer.Option("--device", metavar="D",
+                                               help="cpu, auto, 0 or 0,1 (replaces PFP_DEVICE).")] = None,
+    config: ConfigOpt = None, set_: SetOpt = None, profile: ProfileOpt = None, json: JsonOpt = False,
+) -> None:
     """Run (or resume) the Optuna study on the VALID split; every trial an MLflow child run; best weights +
     runs/training_info.json."""
     from pfp_mlops.cli import output
     from pfp_mlops.cli.runner import run
+    from pfp_mlops.overrides import train_flags
 
     def body(inv):
         from pfp_mlops.services.train import run_train
@@ -32,7 +44,8 @@ def train(config: ConfigOpt = None, profile: ProfileOpt = None, json: JsonOpt = 
                             ("epochs", r.epochs), *((f"valid {k}", v) for k, v in r.valid_metrics.items()),
                             ("duration s", r.duration_s)])
 
-    run("train", body, render, json_out=json, config=config, profile=profile)
+    run("train", body, render, json_out=json, config=config, profile=profile, overrides=set_,
+        flags=train_flags(trials=trials, timeout=timeout, epochs=epochs), device=device)
 
 
 class LiveTrainDisplay:
