@@ -123,10 +123,13 @@ class _Search:
         self.runs_dir = ctx.cfg.paths.runs_dir.resolve()
         self.study_name = self.sc.study_name or default_study_name(ctx.model_name, manifest["fingerprint"])
         self.storage = optuna_storage_url(ctx)
+        from pfp_mlops.services import trackers
+
+        # MLflow plus the mirrors of train.trackers (W&B), loaded before anything is written (missing package: exit 2)
+        self.tracker = trackers.build(ctx, lambda: tracking.Tracker(
+            ctx.registry.client, ctx.registry.experiment_id(ctx.cfg.registry.training_experiment)))
         self.study = tuner.open_study(self.storage, self.study_name, self.sc, max_epochs=self.trial_epochs)
         self.storage_shown = tuner._redact(self.storage)
-        self.tracker = tracking.Tracker(ctx.registry.client,
-                                        ctx.registry.experiment_id(ctx.cfg.registry.training_experiment))
         self.sink: Callable[[TrainProgress], None] | None = ctx.extra.get("train_progress")
         self.best_value: float | None = None
         self.counts = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0}
@@ -436,6 +439,7 @@ def _finish(s: _Search, parent: str, manifest: dict[str, Any], runs_dir: Path) -
         "best_trial": best.number,
         "best_params": best.params,
         "study": study,
+        **s.tracker.info(),  # where W&B keeps this training (train.trackers), e.g. {"wandb": {"url": …}}
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     info_path = runs_dir / TRAINING_INFO
