@@ -60,8 +60,10 @@ def _applies(dep: dict, env: dict[str, str]) -> bool:
     return "marker" not in dep or Marker(dep["marker"]).evaluate(env)
 
 
-def lock_pins(lock_path: Path, env: dict[str, str] | None = None) -> dict[str, str]:
-    """The packages (and versions) that `uv sync --all-extras` installs from `lock_path` on `env`'s platform."""
+def lock_pins(lock_path: Path, env: dict[str, str] | None = None,
+              extras: tuple[str, ...] | None = None) -> dict[str, str]:
+    """The packages (and versions) that `uv sync --all-extras` (or `--extra E` for each of `extras`) installs from
+    `lock_path` on `env`'s platform."""
     env = env or LINUX_CP311
     lock = tomllib.loads(lock_path.read_text(encoding="utf-8"))
     by_name: dict[str, list[dict]] = {}
@@ -78,7 +80,8 @@ def lock_pins(lock_path: Path, env: dict[str, str] | None = None) -> dict[str, s
 
     root = resolve({"name": PROJECT})
     seen: dict[str, str] = {}
-    todo: list[tuple[dict, tuple[str, ...]]] = [(root, tuple(root.get("optional-dependencies", {})))]
+    wanted = tuple(root.get("optional-dependencies", {})) if extras is None else extras
+    todo: list[tuple[dict, tuple[str, ...]]] = [(root, wanted)]
     done: set[tuple[str, str, tuple[str, ...]]] = set()
     while todo:
         pkg, extras = todo.pop()
