@@ -73,7 +73,7 @@ class LiveTrainDisplay:
         def f(v: float | None) -> str:
             return "-" if v is None else f"{v:.4f}"
 
-        from pfp_mlops.services.train import _hms
+        from pfp_mlops.services.train_progress import _hms
 
         left = "-" if p.remaining_s is None else _hms(p.remaining_s)
         t.add_row("[bold]study[/]", p.study)
