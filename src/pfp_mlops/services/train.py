@@ -65,12 +65,15 @@ class _Search:
         self.runs_dir = ctx.cfg.paths.runs_dir.resolve()
         self.study_name = self.sc.study_name or default_study_name(ctx.model_name, manifest["fingerprint"])
         self.storage = optuna_storage_url(ctx)
+        from pfp_mlops.services import trackers
+
+        # MLflow plus the mirrors of train.trackers (W&B), loaded before anything is written (missing package: exit 2)
+        self.tracker = trackers.build(ctx, lambda: tracking_adapter.Tracker(
+            ctx.registry.client, ctx.registry.experiment_id(ctx.cfg.registry.training_experiment))) if tracking \
+            else None
         self.study = tuner.open_study(self.storage, self.study_name, self.sc, max_epochs=self.trial_epochs,
                                       parallel=worker)
         self.storage_shown = tuner._redact(self.storage)
-        self.tracker = tracking_adapter.Tracker(
-            ctx.registry.client, ctx.registry.experiment_id(ctx.cfg.registry.training_experiment)) if tracking \
-            else None
         self.position = 0
         self.current_trial: int | None = None
         self.last_error = ""

@@ -105,6 +105,7 @@ def finish(s: Any, parent: str, manifest: dict[str, Any], runs_dir: Path) -> Tra
         "best_trial": best.number,
         "best_params": best.params,
         "study": study,
+        **s.tracker.info(),  # where W&B keeps this training (train.trackers), e.g. {"wandb": {"url": …}}
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     info_path = runs_dir / TRAINING_INFO
