@@ -25,3 +25,14 @@ def exit_code_for(exc: BaseException) -> int:
         if isinstance(exc, cls):
             return code
     return INTERNAL
+
+
+def exit_code_of_outcome(result: object) -> int:
+    """The exit code `pfp` gives for a result the Python API returned (gate outcomes are values there): 0 for a
+    success, else the code of the exception the CLI raises for it, from the table above."""
+    from pfp_mlops.outcomes import outcome_error
+
+    if hasattr(result, "exit_code") and hasattr(result, "steps"):  # run-all carries its own
+        return int(result.exit_code)  # type: ignore[attr-defined]
+    error = outcome_error(result)
+    return 0 if error is None else exit_code_for(error)
