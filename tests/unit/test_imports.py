@@ -6,7 +6,8 @@ import json
 import subprocess
 import sys
 
-HEAVY = ("torch", "ultralytics", "mlflow", "optuna", "dvc", "boto3", "pandas", "cv2", "numpy", "pydantic_settings")
+HEAVY = ("torch", "ultralytics", "mlflow", "optuna", "dvc", "boto3", "pandas", "cv2", "numpy", "pydantic_settings",
+         "wandb")
 
 
 def _modules_after(code: str) -> set[str]:
