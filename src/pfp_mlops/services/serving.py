@@ -98,7 +98,7 @@ def confirm_after_move(ctx: Any, *, serve_url: str | None, version: int | None, 
     result = confirm_serving(url, model=ctx.model_name, version=version, token=token,
                              timeout_s=ctx.cfg.serve.confirm_timeout_s)
     if ledger_run_id:
-        from pfp_mlops.services.ledger import annotate
+        from pfp_mlops.services.lifecycle import annotate
 
         try:
             annotate(ctx, ledger_run_id, {"serving_url": result["url"], "serving_ok": str(result["ok"]).lower(),
