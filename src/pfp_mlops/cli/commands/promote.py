@@ -22,7 +22,9 @@ def promote(
         from pfp_mlops.cli import serving_note
         from pfp_mlops.services.promote import run_promote
         from pfp_mlops.services.rollback import parse_version
+        from pfp_mlops.services.serving import check_url
 
+        check_url(serve_url)
         r = run_promote(inv.ctx, version=parse_version(version, "--version"),
                         allow_split_mismatch=allow_split_mismatch)
         return serving_note.confirm(inv, r, serve_url=serve_url, version=r.version, alias=r.alias)

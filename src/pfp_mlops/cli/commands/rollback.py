@@ -23,7 +23,9 @@ def rollback(
     def body(inv):
         from pfp_mlops.cli import serving_note
         from pfp_mlops.services.rollback import parse_version, run_rollback
+        from pfp_mlops.services.serving import check_url
 
+        check_url(serve_url)
         r = run_rollback(inv.ctx, to_version=parse_version(to_version, "--to-version"), dry_run=dry_run,
                          force=force, reason=reason)
         if r.dry_run:

@@ -99,6 +99,9 @@ def validate(
         from pfp_mlops.domain.errors import RegressionRolledBack, UserError
 
         production = inv.ctx.cfg.registry.production_alias
+        from pfp_mlops.services.serving import check_url
+
+        check_url(serve_url)
 
         if against is not None:
             if against != "previous":
