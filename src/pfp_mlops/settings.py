@@ -28,6 +28,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from pfp_mlops.domain.errors import ConfigError
 from pfp_mlops.monitor_config import MonitorConfig
 from pfp_mlops.serving.config import ServeConfig
+from pfp_mlops.settings_parallel import ParallelConfig
+from pfp_mlops.tracker_config import Tracker, WandbConfig, check_trackers
 
 _DEVICE_RE = re.compile(r"^(cpu|auto|mps|\d+(,\d+)*)$")
 
@@ -59,12 +61,21 @@ class Settings(BaseSettings):
     alert_webhook_url: str | None = _env("PFP_ALERT_WEBHOOK_URL")
     production_runtime: str | None = _env("PFP_PRODUCTION_RUNTIME")
     optuna_storage: str | None = _env("PFP_OPTUNA_STORAGE")
+    # `pfp train --worker` (issue 16): this worker's name in the study (default: host + Job/array index or pid)
+    worker_id: str | None = _env("PFP_WORKER_ID")
     home: Path = Field(default=Path(".pfp"), validation_alias=AliasChoices("PFP_HOME"))
     debug: bool = Field(default=False, validation_alias=AliasChoices("PFP_DEBUG"))
     # pfp serve: the server promote/validate/rollback confirm, the token of its /admin/reload, the prediction log
     serve_url: str | None = _env("PFP_SERVE_URL")
     serve_token: SecretStr | None = _env("PFP_SERVE_TOKEN")
     prediction_log_dir: Path | None = _env("PFP_PREDICTION_LOG_DIR")
+    # Weights & Biases (train.trackers: [mlflow, wandb], issue 18): the W&B SDK reads these variables itself; they
+    # are here so that the key is a secret to scrub and the rest is passed down explicitly (checked when used)
+    wandb_api_key: SecretStr | None = _env("WANDB_API_KEY")
+    wandb_project: str | None = _env("WANDB_PROJECT")
+    wandb_entity: str | None = _env("WANDB_ENTITY")
+    wandb_mode: str | None = _env("WANDB_MODE")
+    wandb_dir: Path | None = _env("WANDB_DIR")
 
     @field_validator("mlflow_tracking_uri")
     @classmethod
@@ -137,7 +148,7 @@ class Settings(BaseSettings):
     def secret_values(self) -> list[str]:
         """Secret strings that must never be printed, logged or stored."""
         out = []
-        for s in (self.aws_secret_access_key, self.mlflow_tracking_password, self.serve_token):
+        for s in (self.aws_secret_access_key, self.mlflow_tracking_password, self.serve_token, self.wandb_api_key):
             if s is not None and s.get_secret_value():
                 out.append(s.get_secret_value())
         return out
@@ -164,7 +175,7 @@ def load_settings(**overrides: Any) -> Settings:
     return s
 
 
-_SECRET_VARS = {"AWS_SECRET_ACCESS_KEY", "MLFLOW_TRACKING_PASSWORD", "PFP_SERVE_TOKEN"}
+_SECRET_VARS = {"AWS_SECRET_ACCESS_KEY", "MLFLOW_TRACKING_PASSWORD", "PFP_SERVE_TOKEN", "WANDB_API_KEY"}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -282,6 +293,7 @@ class SearchConfig(_Strict):
     pruner_threshold: float = Field(default=0.05, ge=0, le=1)  # `threshold`: prune when valid mAP50 is below
     study_name: str | None = None
     retrain_best: bool = False
+    parallel: ParallelConfig = ParallelConfig()  # several processes on one study (issue 16)
     space: dict[str, SearchParam] = Field(default_factory=lambda: dict(DEFAULT_SPACE))
 
     @field_validator("study_name")
@@ -304,6 +316,14 @@ class TrainConfig(_Strict):
     plots: bool = True  # loss/mAP curves, PR curve, confusion matrix (PNG) of every completed trial
     hyperparameters: dict[str, float | int | bool | str] = Field(default_factory=dict)
     search: SearchConfig = SearchConfig()
+    # Where the study is tracked: MLflow always, Weights & Biases as well with [mlflow, wandb] (issue 18)
+    trackers: list[Tracker] = Field(default_factory=lambda: ["mlflow"], min_length=1)
+    wandb: WandbConfig = WandbConfig()
+
+    @field_validator("trackers")
+    @classmethod
+    def _trackers(cls, v: list[str]) -> list[str]:
+        return check_trackers(v)
 
     @field_validator("model")
     @classmethod
@@ -336,7 +356,9 @@ class ValidateGate(_Strict):
     mode: Literal["relative", "absolute"] = "relative"
     min_improvement: float = Field(default=0.01, ge=0)
     max_class_drop: float | None = Field(default=None, ge=0, le=1)
-    decision: Literal["point", "bootstrap"] = "point"
+    # guarded (default): the point rule AND an interval above 0; point: the point rule alone; bootstrap: the interval
+    # against the bar (domain/promotion_rule.py)
+    decision: Literal["guarded", "point", "bootstrap"] = "guarded"
     bootstrap_resamples: int = Field(default=2000, ge=100)
     bootstrap_seed: int = 0
     # `validate --against previous`: how much worse (absolute, gate metric) production may be than the previous

@@ -311,3 +311,14 @@ def test_confirm_serving_bad_url_and_dead_server():
     srv.close()
     out = confirm_serving(url, model="m", version=1, timeout_s=0.15, poll_s=0.05)
     assert out["ok"] is False and "did not follow" in out["message"]
+
+
+@pytest.mark.parametrize("command", [["rollback"], ["promote"], ["validate"]])
+def test_a_malformed_serve_url_is_refused_before_anything_moves(command, workdir):
+    """--serve-url is checked first: exit 2, one error line, no registry touched (no store created)."""
+    from tests.helpers import pfp
+
+    r = pfp(*command, "--serve-url", "ftp://nowhere")
+    assert r.exit_code == 2
+    assert "--serve-url" in r.stderr and r.stderr.count("\n") == 1
+    assert not (workdir / ".pfp" / "mlflow.db").exists()

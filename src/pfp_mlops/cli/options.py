@@ -22,3 +22,9 @@ ServeUrlOpt = Annotated[
     str | None, typer.Option("--serve-url", help="A `pfp serve` to confirm: after the alias moved, trigger its "
                                                  "reload and wait until it serves the new version (PFP_SERVE_URL).")
 ]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", metavar="KEY=VALUE",
+                 help="Override one config key for this run (repeatable; dotted keys, YAML values), "
+                      "e.g. --set train.epochs=3 --set gates.validate.mode=absolute."),
+]

@@ -10,7 +10,7 @@ from pfp_mlops.services.context import Context
 
 def prepare(ctx: Context, *, alias: str | None = None, host: str | None = None, port: int | None = None,
             workers: int | None = None, poll_seconds: float | None = None, config: Path | None = None,
-            profile: str | None = None):
+            profile: str | None = None, overrides: list[str] | None = None):
     """Options from the CLI over the `serve:` section; the alias must hold a version now (fail fast: exit 2)."""
     from pfp_mlops.serving import state
     from pfp_mlops.serving.runtime import Options
@@ -35,7 +35,8 @@ def prepare(ctx: Context, *, alias: str | None = None, host: str | None = None, 
     ctx.say(f"serving {name}@{alias} (now v{version}) on http://{host or sc.host}:{port} with {workers} worker(s)")
     return Options(model=name, alias=alias, host=host or sc.host, port=port, workers=workers, poll_seconds=poll,
                    max_request_bytes=sc.max_request_bytes, state_dir=str(state.state_dir(ctx.home, port)),
-                   config=str(config.resolve()) if config else None, profile=profile)
+                   config=str(config.resolve()) if config else None, profile=profile,
+                   overrides=list(overrides or []))
 
 
 def start(ctx: Context, opts) -> None:

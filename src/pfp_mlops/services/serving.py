@@ -38,11 +38,16 @@ def _call(method: str, url: str, token: str | None, timeout_s: float) -> tuple[i
     return status, body if isinstance(body, dict) else {}
 
 
+def check_url(url: str | None) -> None:
+    """Before anything moves: a malformed --serve-url is refused up front (exit 2), not after the registry changed."""
+    if url is not None and not _URL.match(url):
+        raise UserError(f"--serve-url / PFP_SERVE_URL must be http(s)://host[:port] (got {url!r})")
+
+
 def confirm_serving(url: str, *, model: str, version: int, timeout_s: float = 60, token: str | None = None,
                     poll_s: float = 0.5) -> dict[str, Any]:
     """{"url", "ok", "served_version", "seconds", "message"}; raises UserError only for a malformed URL."""
-    if not _URL.match(url or ""):
-        raise UserError(f"--serve-url / PFP_SERVE_URL must be http(s)://host[:port] (got {url!r})")
+    check_url(url or "")
     base = url.rstrip("/")
     t0 = time.monotonic()
     out: dict[str, Any] = {"url": _public(base), "ok": False, "served_version": None, "seconds": 0.0,
@@ -98,7 +103,7 @@ def confirm_after_move(ctx: Any, *, serve_url: str | None, version: int | None, 
     result = confirm_serving(url, model=ctx.model_name, version=version, token=token,
                              timeout_s=ctx.cfg.serve.confirm_timeout_s)
     if ledger_run_id:
-        from pfp_mlops.services.ledger import annotate
+        from pfp_mlops.services.lifecycle import annotate
 
         try:
             annotate(ctx, ledger_run_id, {"serving_url": result["url"], "serving_ok": str(result["ok"]).lower(),

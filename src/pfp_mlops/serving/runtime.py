@@ -33,6 +33,7 @@ class Options:
     state_dir: str
     config: str | None = None
     profile: str | None = None
+    overrides: list[str] | None = None  # the `--set KEY=VALUE` strings
 
     def to_env(self) -> str:
         return json.dumps(self.__dict__)
@@ -59,23 +60,15 @@ class Worker:
     """Settings, registry access and the load + warm-up of one version, for one worker process."""
 
     def __init__(self, opts: Options) -> None:
-        from pfp_mlops.cli.output import register_secrets, setup_logging
-        from pfp_mlops.runtime_env import apply_offline_env
-        from pfp_mlops.services.context import Context
-        from pfp_mlops.settings import load_pipeline_config, load_settings
+        from pfp_mlops.overrides import parse_set
+        from pfp_mlops.session import open_context
 
         self.opts = opts
-        settings = load_settings()
-        register_secrets(settings.secret_values())
-        cfg = load_pipeline_config(settings, config=Path(opts.config) if opts.config else None,
-                                   profile=opts.profile)
-        home = settings.resolved_home()
-        setup_logging(settings.log_level, settings.log_format, home / "logs")
-        apply_offline_env(home)
-        self.ctx = Context(settings, cfg)
-        self.cfg = cfg
-        self.settings = settings
-        self.home = home
+        self.ctx = open_context(config=Path(opts.config) if opts.config else None, profile=opts.profile,
+                                overrides=parse_set(opts.overrides or []))
+        self.cfg = self.ctx.cfg
+        self.settings = self.ctx.settings
+        self.home = self.settings.resolved_home()
         self.state_dir = Path(opts.state_dir)
         self._run_ids: dict[int, str] = {}
 

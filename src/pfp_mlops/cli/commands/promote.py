@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from pfp_mlops.cli.options import AllowSplitMismatchOpt, ConfigOpt, JsonOpt, ProfileOpt, ServeUrlOpt
+from pfp_mlops.cli.options import AllowSplitMismatchOpt, ConfigOpt, JsonOpt, ProfileOpt, ServeUrlOpt, SetOpt
 
 
 def promote(
@@ -12,7 +12,7 @@ def promote(
     = None,
     allow_split_mismatch: AllowSplitMismatchOpt = False,
     serve_url: ServeUrlOpt = None,
-    config: ConfigOpt = None, profile: ProfileOpt = None, json: JsonOpt = False,
+    config: ConfigOpt = None, set_: SetOpt = None, profile: ProfileOpt = None, json: JsonOpt = False,
 ) -> None:
     """Move a version to staging (alias + stage tag) when it meets the staging thresholds."""
     from pfp_mlops.cli import output
@@ -22,7 +22,9 @@ def promote(
         from pfp_mlops.cli import serving_note
         from pfp_mlops.services.promote import run_promote
         from pfp_mlops.services.rollback import parse_version
+        from pfp_mlops.services.serving import check_url
 
+        check_url(serve_url)
         r = run_promote(inv.ctx, version=parse_version(version, "--version"),
                         allow_split_mismatch=allow_split_mismatch)
         return serving_note.confirm(inv, r, serve_url=serve_url, version=r.version, alias=r.alias)
@@ -36,4 +38,4 @@ def promote(
 
         serving_note.render(r)
 
-    run("promote", body, render, json_out=json, config=config, profile=profile)
+    run("promote", body, render, json_out=json, config=config, profile=profile, overrides=set_)

@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from pfp_mlops.cli.options import ConfigOpt, JsonOpt, ProfileOpt, ServeUrlOpt
+from pfp_mlops.cli.options import ConfigOpt, JsonOpt, ProfileOpt, ServeUrlOpt, SetOpt
 
 
 def rollback(
@@ -14,7 +14,7 @@ def rollback(
     force: Annotated[bool, typer.Option("--force", help="Allow a rejected version.")] = False,
     reason: Annotated[str, typer.Option("--reason", help="Why, for the ledger and the alert.")] = "manual rollback",
     serve_url: ServeUrlOpt = None,
-    config: ConfigOpt = None, profile: ProfileOpt = None, json: JsonOpt = False,
+    config: ConfigOpt = None, set_: SetOpt = None, profile: ProfileOpt = None, json: JsonOpt = False,
 ) -> None:
     """Put the previous (or a chosen) production version back; tags, ledger entry and alert."""
     from pfp_mlops.cli import output
@@ -23,7 +23,9 @@ def rollback(
     def body(inv):
         from pfp_mlops.cli import serving_note
         from pfp_mlops.services.rollback import parse_version, run_rollback
+        from pfp_mlops.services.serving import check_url
 
+        check_url(serve_url)
         r = run_rollback(inv.ctx, to_version=parse_version(to_version, "--to-version"), dry_run=dry_run,
                          force=force, reason=reason)
         if r.dry_run:
@@ -38,4 +40,4 @@ def rollback(
 
         serving_note.render(r)
 
-    run("rollback", body, render, json_out=json, config=config, profile=profile)
+    run("rollback", body, render, json_out=json, config=config, profile=profile, overrides=set_)

@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from pfp_mlops.cli.options import ConfigOpt, ProfileOpt
+from pfp_mlops.cli.options import ConfigOpt, ProfileOpt, SetOpt
 
 
 def serve(
@@ -18,7 +18,7 @@ def serve(
     poll_seconds: Annotated[float | None, typer.Option(
         "--poll-seconds", help="How often each worker checks the alias (jittered ±20 %) [default: "
                                "serve.poll_seconds, 5]")] = None,
-    config: ConfigOpt = None, profile: ProfileOpt = None,
+    config: ConfigOpt = None, set_: SetOpt = None, profile: ProfileOpt = None,
 ) -> None:
     """Serve the version an alias holds (MLflow scoring routes) and follow the alias without dropping requests."""
     from pfp_mlops.cli.runner import run
@@ -27,7 +27,7 @@ def serve(
         from pfp_mlops.services.serve import prepare, start
 
         opts = prepare(inv.ctx, alias=alias, host=host, port=port, workers=workers, poll_seconds=poll_seconds,
-                       config=config, profile=profile)
+                       config=config, profile=profile, overrides=set_)
         start(inv.ctx, opts)
 
-    run("serve", body, lambda _: None, json_out=False, config=config, profile=profile)
+    run("serve", body, lambda _: None, json_out=False, config=config, profile=profile, overrides=set_)
