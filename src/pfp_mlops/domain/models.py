@@ -38,6 +38,8 @@ class SplitManifest(Result):
     seed: int
     n_duplicates_grouped: int = 0
     moved: int | None = None  # items whose split differs from the previous manifest (None: no previous)
+    # where the data came from, when `pfp ingest` brought it in: format, root, counts, dataset_digest, report_digest
+    source: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
