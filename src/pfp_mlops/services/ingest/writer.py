@@ -1,0 +1,134 @@
+"""Writing the data folder: everything into a temporary sibling folder, then one rename into place.
+
+A failure at any point removes the temporary folder, so `data/` is either the old one or the complete new one.
+Images are hard-linked to the source by default (no bytes copied; the source's inode is shared, and pfp never
+writes into an image), falling back to symlinks, then to copies, as the file system allows; `--copy` copies.
+Labels, the CSV, classes.yaml and the report are always new files.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pfp_mlops.domain.errors import DataError
+from pfp_mlops.domain.labels import format_row
+from pfp_mlops.services.ingest.model import SourceImage
+
+CSV_NAME = "dataset_info.csv"
+CLASSES_NAME = "classes.yaml"
+REPORT_NAME = "ingest_report.json"
+COLUMNS = ("image_path", "label_path", "group", "source_split", "sha256", "width", "height")
+
+
+def check_target(out: Path, source: Path, *, force: bool) -> None:
+    """Refuse before any work: an output inside the source (or the reverse), or a non-empty one without --force."""
+    o, s = os.path.realpath(out), os.path.realpath(source if source.is_dir() else source.parent)
+    if o == s or o.startswith(s + os.sep) or s.startswith(o + os.sep):
+        raise DataError(f"--out {out}: the output and the source {source} must not contain each other")
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise DataError(f"--out {out}: already holds files; --force replaces it (the source is never touched)")
+
+
+def label_rel(dest: str) -> str:
+    return "labels/" + dest.rsplit(".", 1)[0] + ".txt"
+
+
+def write_dataset(out: Path, images: list[SourceImage], groups: list[str | None], *, mode: str,
+                  classes_doc: dict[str, Any], report: dict[str, Any]) -> str:
+    """Write and move into place; returns how images were placed: hardlink, symlink or copy (mixed: the first)."""
+    out = out.absolute()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.ingest-")
+    try:
+        placed = _write_files(tmp, images, mode)
+        with open(os.path.join(tmp, CSV_NAME), "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh, lineterminator="\n")
+            w.writerow(COLUMNS)
+            for img, g in zip(images, groups, strict=True):
+                w.writerow(("images/" + img.dest, label_rel(img.dest), g or "", img.split or "", img.sha256,
+                            img.width, img.height))
+        import yaml
+
+        Path(tmp, CLASSES_NAME).write_text(
+            "# written by `pfp ingest`: this dataset's class list (index = class id). Point the config's\n"
+            "# data.classes_file at this file to use it.\n" + yaml.safe_dump(classes_doc, sort_keys=False),
+            encoding="utf-8")
+        report["link_mode"] = placed
+        Path(tmp, REPORT_NAME).write_text(json.dumps(report, indent=1, default=str), encoding="utf-8")
+        _move_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return placed
+
+
+def _write_files(tmp: str, images: list[SourceImage], mode: str) -> str:
+    dirs = set()
+    for img in images:
+        d = img.dest.rsplit("/", 1)[0] if "/" in img.dest else ""
+        dirs.add(d)
+    for d in sorted(dirs):
+        os.makedirs(os.path.join(tmp, "images", d), exist_ok=True)
+        os.makedirs(os.path.join(tmp, "labels", d), exist_ok=True)
+    how = "copy" if mode == "copy" else "hardlink"
+    img_prefix, tmp_prefix = os.path.join(tmp, "images") + os.sep, tmp + os.sep
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    for img in images:
+        dst = img_prefix + img.dest
+        how = _place(img.path, dst, how, strict=mode == "link")
+        rows = "\n".join(format_row(*b) for b in img.boxes or ())
+        fd = os.open(tmp_prefix + label_rel(img.dest), flags, 0o644)
+        try:
+            if rows:
+                os.write(fd, (rows + "\n").encode())
+        finally:
+            os.close(fd)
+    return how
+
+
+def _place(src: str, dst: str, how: str, *, strict: bool) -> str:
+    """Hard link, else symlink, else copy; the first method that works is kept for the rest."""
+    if how == "hardlink":
+        try:
+            os.link(src, dst)
+            return how
+        except OSError as e:
+            if e.errno not in (errno.EXDEV, errno.EPERM, errno.EACCES, errno.EMLINK, errno.ENOTSUP):
+                raise
+            how = "symlink"
+    if how == "symlink":
+        try:
+            os.symlink(src, dst)
+            return how
+        except OSError:
+            if strict:
+                raise DataError(f"--link: neither a hard link nor a symlink can be made in {os.path.dirname(dst)}; "
+                                "use --copy") from None
+            how = "copy"
+    shutil.copyfile(src, dst)
+    return how
+
+
+def _move_into_place(tmp: str, out: Path) -> None:
+    """Rename the finished folder to `out`; an existing `out` (--force) is renamed aside first, then removed."""
+    if not out.exists():
+        os.rename(tmp, out)
+        return
+    old = tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-")
+    os.rmdir(old)
+    os.rename(out, old)
+    try:
+        os.rename(tmp, out)
+    except BaseException:
+        os.rename(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
