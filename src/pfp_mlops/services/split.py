@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -123,11 +124,14 @@ def _ingest_source(data_root: Path) -> dict | None:
     if not path.is_file():
         return None
     try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        raw = path.read_bytes()
+        report = json.loads(raw)
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         raise DataError(f"{path}: unreadable ingest report; run `pfp ingest` again or remove it") from None
     src = report.get("source") if isinstance(report, dict) else None
-    return src if isinstance(src, dict) else None
+    if not isinstance(src, dict):
+        return None
+    return src | {"report_digest": hashlib.sha256(raw).hexdigest()}
 
 
 def _manifest_json(head: dict, items: Iterable[tuple[str, str, str]]) -> str:

@@ -177,7 +177,22 @@ class _Search:
             "search_space": json.dumps({k: v.model_dump(exclude_none=True) for k, v in self.sc.space.items()}),
             **{f"hp.{k}": v for k, v in self.tc.hyperparameters.items()},
         })
+        self._log_dataset()
         return self.parent
+
+    def _log_dataset(self) -> None:
+        """The split as the run's dataset input (digest = split fingerprint); the ingest source when there is one."""
+        m, src = self.manifest, self.manifest.get("source") or {}
+        profile = {"counts": m.get("counts"), "split_fingerprint": m["fingerprint"],
+                   **({"source": {k: src.get(k) for k in ("format", "root", "images", "dataset_digest",
+                                                           "report_digest")}} if src else {})}
+        name = f"{src['format']}:{Path(src['root']).name}" if src else "pfp-split"
+        self.tracker.dataset_input(self.parent, name=name, digest=m["fingerprint"],
+                                   source=json.dumps({"data_root": m.get("data_root"), "source": src.get("root")}),
+                                   profile=profile)
+        if src:
+            self.tracker.tags(self.parent, {"pfp.data_source": src.get("format", ""),
+                                            "pfp.data_source_digest": src.get("dataset_digest", "")[:16]})
 
     # --- trials ---
     def trial_args(self, params: dict[str, Any]) -> tuple[int, int, dict[str, Any]]:
@@ -425,6 +440,7 @@ def _finish(s: _Search, parent: str, manifest: dict[str, Any], runs_dir: Path) -
         "weights": str(best_pt),
         "split_fingerprint": manifest["fingerprint"],
         "data_yaml": manifest["data_yaml"],
+        "data_source": manifest.get("source"),  # `pfp ingest`'s description of the data, when it brought it in
         "valid_metrics": valid_metrics,
         "params": params,
         "epochs": epochs,

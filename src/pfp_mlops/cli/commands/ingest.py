@@ -31,6 +31,8 @@ def ingest(
     from pfp_mlops.cli.runner import run
 
     def body(inv):
+        import logging
+
         from pfp_mlops.domain.errors import UserError
         from pfp_mlops.services.ingest import run_ingest
 
@@ -38,7 +40,8 @@ def ingest(
             raise UserError("--link and --copy exclude each other")
         return run_ingest(inv.cfg, source, fmt=fmt, out=out, keep_source_splits=keep_source_splits,
                           allow_leaks=allow_leaks, mode="link" if link else "copy" if copy else "auto",
-                          group_regex=group_regex, keep_crowd=keep_crowd, force=force, say=inv.ctx.say)
+                          group_regex=group_regex, keep_crowd=keep_crowd, force=force,
+                          say=logging.getLogger("pfp").debug)  # stderr keeps to one line on errors
 
     def render(r):
         con = output.console()

@@ -96,7 +96,7 @@ def read_coco(source: Path, root: Root, *, keep_crowd: bool, fmt: str = "coco") 
     images: list[SourceImage] = []
     roots: dict[str, list[str]] = {}
     for path, split, data in loaded:
-        roots.setdefault(split or "all", []).append(str(path))
+        roots.setdefault(split or "all", []).append(os.path.realpath(path))
         images += _images(path, split, data, source if source.is_dir() else path.parent, root, cat_map,
                           keep_crowd, problems)
     if not images:

@@ -94,5 +94,5 @@ def read_cvat(xml_path: Path, root: Root) -> SourceDataset:
     if not images and not problems.errors:
         raise DataError(f"{xml_path}: no <image> elements")
     splits = sorted({i.split or "all" for i in images}) or ["all"]
-    return SourceDataset("cvat", root.path, {s: [str(xml_path)] for s in splits}, labels, images, problems,
+    return SourceDataset("cvat", root.path, {s: [os.path.realpath(xml_path)] for s in splits}, labels, images, problems,
                          "CVAT for images 1.1 (annotations.xml)", {"xml": rel_xml})
