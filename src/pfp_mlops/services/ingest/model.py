@@ -149,11 +149,14 @@ def box_from_corners(cls: int, x0: float, y0: float, x1: float, y1: float, where
     the part inside is kept and reported, an empty remainder is dropped and reported.
     """
     cx0, cy0, cx1, cy1 = max(x0, 0.0), max(y0, 0.0), min(x1, 1.0), min(y1, 1.0)
-    if (cx0, cy0, cx1, cy1) != (x0, y0, x1, y1) and x1 > x0 and y1 > y0:
-        problems.warn("box_outside", f"{where}: box outside [0, 1] clipped to the image")
     if cx1 - cx0 <= 0 or cy1 - cy0 <= 0:
-        problems.warn("zero_area", f"{where}: zero-area box dropped")
+        if x1 > x0 and y1 > y0:
+            problems.warn("box_outside", f"{where}: box entirely outside the image dropped")
+        else:
+            problems.warn("zero_area", f"{where}: zero-area box dropped")
         return None
+    if (cx0, cy0, cx1, cy1) != (x0, y0, x1, y1):
+        problems.warn("box_outside", f"{where}: box outside [0, 1] clipped to the image")
     return (cls, (cx0 + cx1) / 2, (cy0 + cy1) / 2, cx1 - cx0, cy1 - cy0)
 
 
