@@ -226,6 +226,15 @@ def _bad_escape(src: Path) -> str:
     return "escapes the source root"
 
 
+def _bad_coco_escape(src: Path) -> str:
+    ann = src / "train" / "_annotations.coco.json"
+    data = json.loads(ann.read_text())
+    (src.parent / "secret.png").write_bytes(b"not yours")
+    data["images"][0]["file_name"] = "../../secret.png"
+    ann.write_text(json.dumps(data))
+    return "escapes the source root"
+
+
 def _bad_label_syntax(src: Path) -> str:
     lbl = next((src / "train" / "labels").glob("photo003*"))
     lbl.write_text(lbl.read_text() + "7 0.5 0.5 0.1 0.1\n0 0.5 0.5\n")
@@ -255,6 +264,7 @@ BAD = {
     "symlink loop": ("roboflow", [], None),
     "symlink cycle": ("roboflow", [], None),
     "path escaping the root": ("roboflow", [], None),
+    "coco file_name escaping the root": ("coco", [], None),
     "bad label syntax": ("roboflow", [], None),
     "truncated image": ("roboflow", [], None),
     "bad group regex": ("roboflow", ["--group-regex", "(unclosed"], "--group-regex"),
@@ -262,7 +272,8 @@ BAD = {
 MUTATE = {"yaml without names": _bad_yaml_no_names, "coco not json": _bad_coco_not_json,
           "label for a missing image": _bad_label_without_image, "symlink loop": _bad_symlink_loop,
           "symlink cycle": _bad_symlink_cycle,
-          "path escaping the root": _bad_escape, "bad label syntax": _bad_label_syntax,
+          "path escaping the root": _bad_escape,
+          "coco file_name escaping the root": _bad_coco_escape, "bad label syntax": _bad_label_syntax,
           "truncated image": _bad_truncated_image, "unknown format": _bad_unknown_format}
 
 

@@ -77,6 +77,8 @@ def read_source(source: Path, fmt: str, *, keep_crowd: bool, project_classes: li
         raise DataError(f"{source}: source not found")
     root = Root(str(source if source.is_dir() else source.parent))
     root.resolve(str(source), "SOURCE")
+    # from here on every path is built from the real root, so paths compare by prefix (no realpath per file)
+    source = Path(root.path) if source.is_dir() else Path(root.path) / source.name
     chosen = detect(source) if fmt == "auto" else fmt
     if chosen in ("roboflow", "yolo"):
         yamls = _yaml_candidates(source)

@@ -7,7 +7,10 @@ reported what it dropped.
 
 from __future__ import annotations
 
+import math
 import os
+import posixpath
+import stat
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +38,7 @@ class SourceImage:
     width: int = 0
     height: int = 0
     declared_size: tuple[int, int] | None = None  # the size the annotation file states (COCO, CVAT)
+    label_text: str = ""       # the label file pfp writes (set once, used for the digest and the file)
 
 
 @dataclass
@@ -83,8 +87,12 @@ class Root:
         self.path = os.path.realpath(path)
         self._prefix = self.path.rstrip(os.sep) + os.sep
         self._dirs: dict[str, str] = {}
+        self._last_hit = 0
 
     def rel(self, path: str) -> str:
+        if path.startswith(self._prefix):  # the common case, without relpath's normalisation (100,000 calls)
+            rel = path[len(self._prefix):]
+            return rel if os.sep == "/" else rel.replace(os.sep, "/")
         return os.path.relpath(path, self.path).replace(os.sep, "/")
 
     def inside(self, real: str) -> bool:
@@ -101,6 +109,27 @@ class Root:
         if not self.inside(real):
             raise DataError(f"{what}: {path} escapes the source root {self.path} (resolves to {real})")
         return real
+
+    def find_file(self, candidates: list[str], name: str, what: str) -> tuple[str, str] | None:
+        """The first `<candidate>/<name>` that exists: (as found, real path inside the root), or None.
+
+        One lstat per candidate and a cached realpath per folder: 100,000 realpath() calls would lstat every
+        component of every path. A symlinked file is resolved (and checked) on its own.
+        """
+        order = sorted(range(len(candidates)), key=lambda i: i != self._last_hit)
+        sep = "" if os.path.isabs(name) else os.sep  # os.path.join semantics, without its cost
+        for i in order:
+            found = name if not sep else candidates[i] + sep + name
+            try:
+                st = os.lstat(found)
+            except OSError:
+                continue
+            self._last_hit = i  # an export keeps its images in one place: try that first next time
+            if stat.S_ISLNK(st.st_mode):
+                return found, self.resolve(found, what)
+            d, _, base = found.rpartition(os.sep)
+            return found, self.real_dir(d, what) + os.sep + base
+        return None
 
     def real_dir(self, path: str, what: str) -> str:
         """Cached `resolve` for folders: a 100,000-image export has a handful of them."""
@@ -148,6 +177,9 @@ def box_from_corners(cls: int, x0: float, y0: float, x1: float, y1: float, where
     Annotation tools let boxes stick out of the image (CVAT says so; Ultralytics drops such labels as corrupt):
     the part inside is kept and reported, an empty remainder is dropped and reported.
     """
+    if not all(map(math.isfinite, (x0, y0, x1, y1))):
+        problems.error("annotation", f"{where}: box coordinates must be finite numbers")
+        return None
     cx0, cy0, cx1, cy1 = max(x0, 0.0), max(y0, 0.0), min(x1, 1.0), min(y1, 1.0)
     if cx1 - cx0 <= 0 or cy1 - cy0 <= 0:
         if x1 > x0 and y1 > y0:
@@ -172,5 +204,7 @@ def dest_for(split: str | None, path: str, base: str) -> str:
     head, _, tail = sub.partition("/")
     if tail and split is not None and split_name(head) == split:
         sub = tail
-    sub = sub.replace("images/", "images_/")
+    sub = posixpath.normpath(sub).replace("images/", "images_/")
+    if sub.startswith(("../", "/")) or sub in ("..", "."):  # never outside the output's images/<split>/
+        sub = sub.rsplit("/", 1)[-1] if sub not in ("..", ".") else "image"
     return f"{split or 'all'}/{sub}"

@@ -41,10 +41,21 @@ def coco_files(source: Path) -> list[tuple[Path, str | None]]:
     return [(p, split_name(p.stem.removeprefix("instances_").removeprefix("_annotations."))) for p in found]
 
 
+def _loads(raw: bytes) -> Any:
+    """orjson when installed (it is, through dvc-data; ~1.5× faster on a 30 MB file), else the standard library.
+    Both raise json.JSONDecodeError (orjson's is a subclass) with the line and column."""
+    try:
+        import orjson
+    except ImportError:
+        return json.loads(raw)
+    return orjson.loads(raw)
+
+
 def _load(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as fh:
-            data = json.load(fh)
+            raw = fh.read()
+        data = _loads(raw)
     except json.JSONDecodeError as e:
         raise DataError(f"{path}:{e.lineno}:{e.colno}: not a COCO JSON file ({e.msg})") from None
     except UnicodeDecodeError:
@@ -107,6 +118,21 @@ def read_coco(source: Path, root: Root, *, keep_crowd: bool, fmt: str = "coco") 
     return SourceDataset(fmt, root.path, roots, names, images, problems, how, meta)
 
 
+def _annotation_error(a: object, n: int, rel_json: str, by_id: dict, missing: set, cat_map: dict[int, int],
+                      problems: Problems) -> None:
+    """The exact problem of an annotation the fast path could not read."""
+    where = f"{rel_json}: annotations[{n}]"
+    if not isinstance(a, dict):
+        problems.error("annotation", f"{where}: not an object")
+    elif a.get("image_id") not in by_id:
+        if a.get("image_id") not in missing:
+            problems.error("annotation", f"{where}: image_id {a.get('image_id')!r} is not in images")
+    elif a.get("category_id") not in cat_map:
+        problems.error("unknown_class", f"{where}: category_id {a.get('category_id')!r} is not in categories")
+    else:
+        problems.error("annotation", f"{where}: bbox must be [x, y, width, height]")
+
+
 def _images(path: Path, split: str | None, data: dict, base: Path, root: Root, cat_map: dict[int, int],
             keep_crowd: bool, problems: Problems) -> list[SourceImage]:
     rel_json = root.rel(str(path))
@@ -123,47 +149,40 @@ def _images(path: Path, split: str | None, data: dict, base: Path, root: Root, c
             raise DataError(f"{rel_json}: images[{n}] needs id, file_name, width and height") from None
         if w <= 0 or h <= 0:
             raise DataError(f"{rel_json}: images[{n}] ({name}) has size {w}x{h}")
-        found = next((os.path.join(c, name) for c in candidates if os.path.lexists(os.path.join(c, name))), None)
-        if found is None:
+        hit = root.find_file(candidates, name, f"{rel_json}: {name}")
+        if hit is None:
             problems.error("image_missing", f"{rel_json}: image {name!r} (id {iid}) not found")
             missing.add(iid)
             continue
-        real = root.resolve(found, f"{rel_json}: {name}")
-        img = SourceImage(path=real, rel=root.rel(found), split=split, dest=dest_for(split, found, os.path.dirname(
-            found)), boxes=[], label_ref=rel_json, declared_size=(w, h))
+        found, real = hit
+        img = SourceImage(path=real, rel=root.rel(found), split=split, dest=dest_for(split, found, found.rpartition(
+            os.sep)[0]), boxes=[], label_ref=rel_json, declared_size=(w, h))
         if iid in by_id:
             raise DataError(f"{rel_json}: image id {iid} appears twice")
         by_id[iid] = img
         out.append(img)
     crowd = 0
     for n, a in enumerate(data.get("annotations", [])):
-        where = f"{rel_json}: annotations[{n}]"
-        if not isinstance(a, dict):
-            problems.error("annotation", f"{where}: not an object")
-            continue
-        img = by_id.get(a.get("image_id"))
-        if img is None:
-            if a.get("image_id") not in missing:
-                problems.error("annotation", f"{where}: image_id {a.get('image_id')!r} is not in images")
-            continue
-        cid = a.get("category_id")
-        if cid not in cat_map:
-            problems.error("unknown_class", f"{where}: category_id {cid!r} is not in categories")
+        try:  # the common case first, without building messages (200,000 annotations in a large export)
+            img = by_id[a["image_id"]]
+            cls = cat_map[a["category_id"]]
+            x, y, bw, bh = a["bbox"]
+            x, y, bw, bh = float(x), float(y), float(bw), float(bh)
+        except (KeyError, TypeError, ValueError):
+            _annotation_error(a, n, rel_json, by_id, missing, cat_map, problems)
             continue
         if a.get("iscrowd") and not keep_crowd:
             crowd += 1
             continue
-        try:
-            x, y, bw, bh = (float(v) for v in a["bbox"])
-        except (KeyError, TypeError, ValueError):
-            problems.error("annotation", f"{where}: bbox must be [x, y, width, height]")
-            continue
         w, h = img.declared_size  # type: ignore[misc]
         if bw <= 0 or bh <= 0:
-            problems.warn("zero_area", f"{where} ({img.rel}): zero-area box dropped")
+            problems.warn("zero_area", f"{rel_json}: annotations[{n}] ({img.rel}): zero-area box dropped")
             continue
-        box = box_from_corners(cat_map[cid], x / w, y / h, (x + bw) / w, (y + bh) / h, f"{where} ({img.rel})",
-                               problems)
+        x0, y0, x1, y1 = x / w, y / h, (x + bw) / w, (y + bh) / h
+        if 0.0 <= x0 and 0.0 <= y0 and x1 <= 1.0 and y1 <= 1.0:
+            img.boxes.append((cls, (x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0))  # type: ignore[union-attr]
+            continue
+        box = box_from_corners(cls, x0, y0, x1, y1, f"{rel_json}: annotations[{n}] ({img.rel})", problems)
         if box is not None:
             img.boxes.append(box)  # type: ignore[union-attr]
     if crowd:

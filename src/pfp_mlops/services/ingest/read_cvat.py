@@ -61,12 +61,12 @@ def read_cvat(xml_path: Path, root: Root) -> SourceDataset:
             w, h = int(el.get("width", "")), int(el.get("height", ""))
         except ValueError:
             raise DataError(f"{where}: width and height must be integers") from None
-        cands = [base / "images" / name, base / "images" / (subset or "") / name, base / name]
-        found = next((str(c) for c in cands if os.path.lexists(c)), None)
-        if not name or found is None:
+        cands = [str(base / "images"), str(base / "images" / (subset or "")), str(base)]
+        hit = root.find_file(cands, name, where) if name else None
+        if hit is None:
             problems.error("image_missing", f"{where}: image file not found under images/")
             continue
-        real = root.resolve(found, where)
+        found, real = hit
         boxes = []
         for shape in el:
             if shape.tag in OTHER_SHAPES:

@@ -42,8 +42,7 @@ def dataset_digest(ds: SourceDataset) -> str:
     h = hashlib.sha256()
     h.update(("\0".join(ds.classes) + "\n").encode())
     for img in sorted(ds.images, key=lambda i: i.dest):
-        boxes = ";".join(f"{b[0]} {b[1]:.6f} {b[2]:.6f} {b[3]:.6f} {b[4]:.6f}" for b in img.boxes or ())
-        h.update(f"{img.dest}\0{img.sha256}\0{img.split or ''}\0{boxes}\n".encode())
+        h.update(f"{img.dest}\0{img.sha256}\0{img.split or ''}\0{img.label_text}\n".encode())
     return h.hexdigest()
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pfp_mlops.domain.errors import DataError
+from pfp_mlops.domain.labels import format_row
 from pfp_mlops.services.ingest import checks, report, writer
 from pfp_mlops.services.ingest.detect import read_source
 from pfp_mlops.services.ingest.model import SourceDataset
@@ -56,6 +57,8 @@ def run_ingest(cfg: PipelineConfig, source: Path, *, fmt: str = "auto", out: Pat
         elif keep_source_splits:
             problems.warn("leak", msg + " (--allow-leaks)")
     n, class_counts = report.counts(ds, problems)
+    for img in ds.images:
+        img.label_text = "".join(f"{format_row(*b)}\n" for b in img.boxes or ())
     digest = report.dataset_digest(ds)
     rep = report.IngestReport(
         ok=problems.n_errors() == 0, format=ds.format, detected_by=ds.detected_by,

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import csv
 import errno
+import io
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from pfp_mlops.domain.errors import DataError
-from pfp_mlops.domain.labels import format_row
 from pfp_mlops.services.ingest.model import SourceImage
 
 CSV_NAME = "dataset_info.csv"
@@ -50,12 +51,7 @@ def write_dataset(out: Path, images: list[SourceImage], groups: list[str | None]
     tmp = tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.ingest-")
     try:
         placed = _write_files(tmp, images, mode)
-        with open(os.path.join(tmp, CSV_NAME), "w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh, lineterminator="\n")
-            w.writerow(COLUMNS)
-            for img, g in zip(images, groups, strict=True):
-                w.writerow(("images/" + img.dest, label_rel(img.dest), g or "", img.split or "", img.sha256,
-                            img.width, img.height))
+        _write_csv(os.path.join(tmp, CSV_NAME), images, groups)
         import yaml
 
         Path(tmp, CLASSES_NAME).write_text(
@@ -69,6 +65,26 @@ def write_dataset(out: Path, images: list[SourceImage], groups: list[str | None]
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return placed
+
+
+def _write_csv(path: str, images: list[SourceImage], groups: list[str | None]) -> None:
+    """The CSV; csv.writer only for rows that need quoting (a comma or quote in a name): 100,000 rows."""
+    special = re.compile(r'[,"\r\n]')
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    lines = [",".join(COLUMNS)]
+    for img, g in zip(images, groups, strict=True):
+        fields = ("images/" + img.dest, label_rel(img.dest), g or "", img.split or "", img.sha256, str(img.width),
+                  str(img.height))
+        if any(special.search(f) for f in fields[:3]):
+            buf.seek(0)
+            buf.truncate()
+            w.writerow(fields)
+            lines.append(buf.getvalue()[:-1])
+        else:
+            lines.append(",".join(fields))
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        fh.write("\n".join(lines) + "\n")
 
 
 def _write_files(tmp: str, images: list[SourceImage], mode: str) -> str:
@@ -85,11 +101,10 @@ def _write_files(tmp: str, images: list[SourceImage], mode: str) -> str:
     for img in images:
         dst = img_prefix + img.dest
         how = _place(img.path, dst, how, strict=mode == "link")
-        rows = "\n".join(format_row(*b) for b in img.boxes or ())
         fd = os.open(tmp_prefix + label_rel(img.dest), flags, 0o644)
         try:
-            if rows:
-                os.write(fd, (rows + "\n").encode())
+            if img.label_text:
+                os.write(fd, img.label_text.encode())
         finally:
             os.close(fd)
     return how
