@@ -77,9 +77,9 @@ def inspect_images(images: list[SourceImage], problems: Problems, *, min_side: i
         try:
             fd = os.open(img.path, os.O_RDONLY)
             try:
-                chunks = []
-                while chunk := os.read(fd, 1 << 20):
-                    chunks.append(chunk)
+                chunks = [os.read(fd, 1 << 20)]
+                while len(chunks[-1]) == 1 << 20:  # a short read of a regular file is its end: one read() for most
+                    chunks.append(os.read(fd, 1 << 20))
             finally:
                 os.close(fd)
         except OSError as e:

@@ -116,9 +116,9 @@ class Root:
         One lstat per candidate and a cached realpath per folder: 100,000 realpath() calls would lstat every
         component of every path. A symlinked file is resolved (and checked) on its own.
         """
-        order = sorted(range(len(candidates)), key=lambda i: i != self._last_hit)
-        sep = "" if os.path.isabs(name) else os.sep  # os.path.join semantics, without its cost
-        for i in order:
+        last = self._last_hit if self._last_hit < len(candidates) else 0
+        sep = "" if name.startswith(os.sep) else os.sep  # os.path.join semantics, without its cost
+        for i in (last, *(j for j in range(len(candidates)) if j != last)):
             found = name if not sep else candidates[i] + sep + name
             try:
                 st = os.lstat(found)
