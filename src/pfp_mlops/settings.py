@@ -366,7 +366,9 @@ class ValidateGate(_Strict):
     mode: Literal["relative", "absolute"] = "relative"
     min_improvement: float = Field(default=0.01, ge=0)
     max_class_drop: float | None = Field(default=None, ge=0, le=1)
-    decision: Literal["point", "bootstrap"] = "point"
+    # guarded (default): the point rule AND an interval above 0; point: the point rule alone; bootstrap: the interval
+    # against the bar (domain/promotion_rule.py)
+    decision: Literal["guarded", "point", "bootstrap"] = "guarded"
     bootstrap_resamples: int = Field(default=2000, ge=100)
     bootstrap_seed: int = 0
     # `validate --against previous`: how much worse (absolute, gate metric) production may be than the previous

@@ -344,7 +344,7 @@ def test_one_class_regressing_while_the_mean_improves_is_rejected_naming_it(proj
     Champion = weak on two classes + strong on class k; challenger = strong on those two + weak on class k, with
     k the strong model's weakest class: the mean rises, class k falls to the weak model's AP50."""
     from pfp_mlops.domain.detection_metrics import PerImageRecords, map50, paired_bootstrap
-    from pfp_mlops.services.decision import judge
+    from pfp_mlops.domain.promotion_rule import judge
 
     (weak, strong), ctx = evaluations(project, 1, 2)
     k = min(range(3), key=lambda c: strong.result.per_class_ap50[CLASSES[c]])

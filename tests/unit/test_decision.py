@@ -1,4 +1,4 @@
-"""The validate decision (services.decision.judge): point rule, bootstrap verdict, hard rules, reported interval."""
+"""The validate decision (domain.promotion_rule.judge): point rule, bootstrap verdict, hard rules, reported interval."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from pfp_mlops.domain.detection_metrics import BootstrapResult
 from pfp_mlops.domain.models import EvalResult
-from pfp_mlops.services.decision import judge, required_delta
+from pfp_mlops.domain.promotion_rule import judge, required_delta
 from pfp_mlops.settings import ValidateGate
 
 

@@ -22,8 +22,12 @@ def comparison_png(
     confidence: float,
     verdict: str,
     title: str,
+    decision_mode: str | None = None,
 ) -> Path:
-    """Champion vs challenger: AP50 per class (bars) and ΔmAP50 with its bootstrap interval against the bar."""
+    """Champion vs challenger: AP50 per class (bars) and ΔmAP50 with its bootstrap interval against the bar.
+
+    `decision_mode: guarded` also marks 0 as the line the whole interval must clear (the point rule holds the bar).
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -51,13 +55,16 @@ def comparison_png(
     color = {"promote": "#2ca02c", "reject": "#d62728"}.get(verdict, "#ff7f0e")
     ax_delta.errorbar([0], [delta], yerr=[[max(delta - ci_low, 0.0)], [max(ci_high - delta, 0.0)]], fmt="o",
                       color=color, capsize=8, lw=2, label=f"ΔmAP50, {confidence:.0%} interval")
-    ax_delta.axhline(0.0, color="#444444", lw=0.8)
-    ax_delta.axhline(required, color="#444444", ls="--", lw=1, label=f"required +{required:.4f}")
+    guarded = decision_mode == "guarded"
+    ax_delta.axhline(0.0, color="#444444", lw=1.2 if guarded else 0.8,
+                     label="0: the interval must clear it" if guarded else None)
+    ax_delta.axhline(required, color="#444444", ls="--", lw=1,
+                     label=f"point bar +{required:.4f}" if guarded else f"required +{required:.4f}")
     ax_delta.set_xlim(-1, 1)
     ax_delta.set_xticks([])
     span = max(abs(ci_low), abs(ci_high), abs(required), 0.01)
     ax_delta.set_ylim(-1.25 * span, 1.25 * span)
-    ax_delta.set_title(f"ΔmAP50 → {verdict}")
+    ax_delta.set_title(f"ΔmAP50 → {verdict}" + (f" ({decision_mode})" if decision_mode else ""))
     ax_delta.legend(loc="lower right", fontsize=8)
     fig.suptitle(title, fontsize=10)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -699,6 +699,8 @@ class BootstrapResult:
     confidence: float = 0.95
     champion_map50: float = float("nan")
     challenger_map50: float = float("nan")
+    std_error: float = float("nan")  # standard deviation of the resampled deltas (the bootstrap standard error)
+    n_images: int = -1  # test images resampled (-1: not recorded)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for logging as params/metrics/JSON."""
@@ -712,6 +714,8 @@ class BootstrapResult:
             "confidence": self.confidence,
             "champion_map50": self.champion_map50,
             "challenger_map50": self.challenger_map50,
+            "std_error": self.std_error,
+            "n_images": self.n_images,
         }
 
 
@@ -780,6 +784,8 @@ def paired_bootstrap(
         confidence=float(confidence),
         champion_map50=float(champ_map),
         challenger_map50=float(chall_map),
+        std_error=float(deltas.std(ddof=1)) if n_resamples > 1 else 0.0,
+        n_images=int(champion.n_images),
     )
 
 

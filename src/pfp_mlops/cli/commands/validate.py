@@ -7,6 +7,29 @@ import typer
 from pfp_mlops.cli.options import AllowSplitMismatchOpt, ConfigOpt, JsonOpt, ProfileOpt
 
 
+def decision_rows(m: dict, verdict: str | None) -> list[tuple[str, str]]:
+    """How the verdict came about: the final verdict, the mode that decided, the point rule with its bar, the interval
+    (and what it had to clear), and what the other interval rule would have said."""
+    mode, boot = m.get("decision_mode"), m["bootstrap"]
+    need = m.get("required_delta")
+    bar = "" if need is None else f" (bar ΔmAP50 ≥ {need:+.4f})"
+    interval = f"[{boot['ci_low']:+.4f}, {boot['ci_high']:+.4f}] {boot['confidence']:.0%}"
+    if mode == "guarded":
+        clear = "clears 0" if boot["ci_low"] > 0 else "includes 0"
+        interval += f", must clear 0: {clear}"
+    elif mode == "bootstrap":
+        interval += f", must clear the bar: {m.get('bootstrap_verdict')}"
+    rows = [("verdict", f"{verdict} (decision: {mode}, decided by the {m.get('decided_by', 'rule')})"),
+            ("point rule", f"{m.get('point_verdict')}{bar}"), ("interval ΔmAP50", interval)]
+    if mode != "bootstrap":
+        rows.append(("bootstrap mode", f"would say {m.get('bootstrap_verdict')}"))
+    if m.get("n_test_images") is not None:
+        rows.append(("test images", str(m["n_test_images"])))
+    if m.get("images_needed_estimate") is not None:
+        rows.append(("images needed (estimate)", str(m["images_needed_estimate"])))
+    return rows
+
+
 def render_validate(r) -> None:
     """The decision, then champion vs challenger per class with ΔmAP50 and its interval (what the PNG shows)."""
     from pfp_mlops.cli import output
@@ -19,8 +42,7 @@ def render_validate(r) -> None:
     m = r.decision.metrics or {}
     boot = m.get("bootstrap")
     if boot:
-        rows.append(("verdict", f"{r.decision.verdict} (decision: {m.get('decision_mode')}; point rule: "
-                                f"{m.get('point_verdict')}, bootstrap: {m.get('bootstrap_verdict')})"))
+        rows += decision_rows(m, r.decision.verdict)
     if m.get("comparison_run_id"):
         rows.append(("evidence run", m["comparison_run_id"]))
     rows += [("reason", x) for x in r.decision.reasons]
