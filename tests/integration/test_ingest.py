@@ -68,6 +68,7 @@ def test_roboflow_yolo_export(workdir, exports):
     assert r["source"]["roots"]["train"] == [str((exports["roboflow"] / "train" / "images").resolve())]
     assert r["source"]["roboflow"]["project"] == "shapes"
     assert r["counts"]["per_split"]["train"]["images"] == 36 and r["counts"]["images"] == 42
+    assert r["warnings"]["duplicate"]["count"] == 24 and r["groups"]["duplicates"]["within_split"] == 24
     data = workdir / "data"
     rows = _rows(data)
     assert list(rows[0]) == ["image_path", "label_path", "group", "source_split", "sha256", "width", "height"]
@@ -89,6 +90,14 @@ def test_roboflow_yolo_export(workdir, exports):
     assert manifest["source"]["format"] == "roboflow" and len(manifest["source"]["report_digest"]) == 64
     for members in groups.values():  # pfp's hash policy keeps a photo and its augmented copies together
         assert len({manifest["items"][m["image_path"]][1] for m in members}) == 1
+    # the new split.use_source_split key, while false, leaves every existing split's fingerprint as it was
+    from pfp_mlops.domain.split_policy import split_fingerprint
+    from pfp_mlops.settings import load_config
+
+    section = load_config(cfg).section("split")
+    del section["use_source_split"]
+    triples = [(p, c, s) for p, (c, s) in manifest["items"].items()]
+    assert manifest["fingerprint"] == split_fingerprint(triples, section | {"classes": ["rock", "paper", "scissors"]})
 
 
 def test_keep_source_splits_refuses_a_leak_and_writes_nothing(workdir, exports):

@@ -59,6 +59,8 @@ def run_split(cfg: PipelineConfig) -> SplitManifest:
                 )
 
     split_cfg = cfg.section("split") | {"classes": list(names)}
+    if not split_cfg["use_source_split"]:  # absent unless used: existing splits keep their fingerprints
+        del split_cfg["use_source_split"]
     fp = split_fingerprint(((it.image, it.content_hash, s) for it, s in zip(items, splits, strict=True)), split_cfg)
     out_dir = cfg.paths.dataset_dir
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -56,6 +56,11 @@ def run_ingest(cfg: PipelineConfig, source: Path, *, fmt: str = "auto", out: Pat
             problems.error("leak", msg)
         elif keep_source_splits:
             problems.warn("leak", msg + " (--allow-leaks)")
+    dup = group_stats["duplicates"]
+    for ex in dup["examples"]:
+        problems.warn("duplicate", f"byte-identical images (one group): {', '.join(ex)}")
+    if dup["across_splits"] or dup["within_split"]:
+        problems.counts["duplicate"] = dup["across_splits"] + dup["within_split"]
     n, class_counts = report.counts(ds, problems)
     for img in ds.images:
         img.label_text = "".join(f"{format_row(*b)}\n" for b in img.boxes or ())
