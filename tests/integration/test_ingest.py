@@ -174,6 +174,22 @@ def test_cvat_project_export(workdir, exports):
     assert (workdir / "data" / "images" / "valid" / "frame_000012.png").is_file()
 
 
+def test_bare_folders_take_classes_from_classes_txt_or_the_config(workdir):
+    """images/ + labels/ (pfp's own demo layout): names from classes.txt, else the project's data.classes."""
+    from pfp_mlops.demo.synthetic import generate
+
+    src = workdir / "folders"
+    generate(src, n_images=12, imgsz=64, seed=4)
+    (src / "classes.txt").write_text("rock\npaper\nscissors\n")
+    code, out, _ = _ingest(str(src))
+    assert code == 0, out
+    assert out["result"]["format"] == "folders" and out["result"]["meta"]["classes_from"] == "classes.txt"
+    assert _rows(workdir / "data")[0]["image_path"] == "images/all/img_000000.png"
+    (src / "classes.txt").unlink()
+    code, out, _ = _ingest(str(src), "--out", "data2")
+    assert code == 0 and out["result"]["meta"]["classes_from"] == "data.classes of the project config"
+
+
 def test_project_classes_that_differ_are_refused_with_both_lists(workdir, exports):
     cfg = write_config(workdir / "cfg.yaml", data={"classes": ["cat", "dog"]})
     r = pfp("ingest", str(exports["roboflow"]), "--config", str(cfg))

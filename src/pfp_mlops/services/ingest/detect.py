@@ -55,7 +55,9 @@ def detect(source: Path) -> str:
             return "coco"
         if source.suffix == ".xml":
             return "cvat"
-        raise DataError(f"{source}: unknown format (a file must be a dataset YAML, a COCO .json or a CVAT .xml)")
+        hint = "; unpack archives first" if source.suffix in (".zip", ".tar", ".gz", ".tgz") else ""
+        raise DataError(f"{source}: unknown format (a file must be a dataset YAML, a COCO .json or a CVAT .xml"
+                        f"{hint})")
     if (source / "annotations.xml").is_file():
         return "cvat"
     from pfp_mlops.services.ingest.read_coco import coco_files
