@@ -96,15 +96,18 @@ def read_yaml_dataset(yaml_path: Path, source_root: Root, fmt: str) -> SourceDat
         classes = normalise_names(data["names"], nc=data.get("nc"), where="names")
     except ValueError as e:
         raise DataError(f"{yaml_path}: {e}") from None
+    problems = Problems()
     base = yaml_path.parent
     if data.get("path"):
         p = Path(str(data["path"]))
-        base = p if p.is_absolute() else base / p
+        p = p if p.is_absolute() else base / p
+        if p.is_dir():
+            base = p
+        else:  # an export moved since it was written (Roboflow's SDK and users write absolute or ../ roots)
+            problems.warn("path_ignored", f"{yaml_path.name}: path: {data['path']} not found; the split entries "
+                                          "are read relative to the YAML's folder")
     base_s = str(base)
-    if not os.path.isdir(base_s):
-        raise DataError(f"{yaml_path}: path: {data['path']} is not a folder")
     source_root.resolve(base_s, f"{yaml_path}: path")
-    problems = Problems()
     images: list[SourceImage] = []
     roots: dict[str, list[str]] = {}
     label_dirs: set[str] = set()
