@@ -156,11 +156,23 @@ def test_ultralytics_yaml_with_lists_and_names_dict(workdir, exports):
     assert {s: v["images"] for s, v in r["counts"]["per_split"].items()} == {"train": 12, "valid": 4}
     row = _rows(workdir / "data")[0]
     assert row["image_path"] == "images/train/frame000.png" and row["source_split"] == "train"
+    assert "image_not_listed" not in r["warnings"]
     img = workdir / "data" / row["image_path"]
     assert not img.is_symlink() and os.stat(img).st_nlink == 1
     src_label = (exports["yolo"] / "labels" / "train" / "frame000.txt").read_text().split()
     assert [float(v) for v in (workdir / "data" / row["label_path"]).read_text().split()] == pytest.approx(
         [float(v) for v in src_label], abs=1e-6)
+
+
+def test_an_image_left_out_of_a_list_is_ignored_with_a_warning(workdir, exports):
+    src = _copy(exports, "yolo", workdir / "src")
+    lines = (src / "train.txt").read_text().splitlines()
+    (src / "train.txt").write_text("\n".join(lines[1:]) + "\n")
+    code, out, _ = _ingest(str(src))
+    assert code == 0, out
+    assert out["result"]["warnings"]["image_not_listed"]["examples"] == [
+        "labels/train/frame000.txt: its image is in no split list: ignored"]
+    assert out["result"]["counts"]["images"] == 15
 
 
 def test_cvat_project_export(workdir, exports):

@@ -21,6 +21,7 @@ from pfp_mlops.domain.classes import normalise_names
 from pfp_mlops.domain.errors import DataError
 from pfp_mlops.domain.labels import parse_label_text
 from pfp_mlops.services.ingest.model import (
+    IMAGE_SUFFIXES,
     Problems,
     Root,
     SourceDataset,
@@ -176,7 +177,16 @@ def _orphan_labels(images: list[SourceImage], label_dirs: set[str], root: Root, 
             for f in files:
                 p = os.path.join(dirpath, f)
                 if f.endswith(".txt") and p not in expected:
-                    problems.error("label_without_image", f"{root.rel(p)}: label file for a missing image")
+                    if _image_on_disk(p):  # a list (train.txt) leaves it out on purpose
+                        problems.warn("image_not_listed", f"{root.rel(p)}: its image is in no split list: ignored")
+                    else:
+                        problems.error("label_without_image", f"{root.rel(p)}: label file for a missing image")
+
+
+def _image_on_disk(label: str) -> bool:
+    sa, sb = f"{os.sep}labels{os.sep}", f"{os.sep}images{os.sep}"
+    stem = sb.join(label.rsplit(sa, 1)).rsplit(".", 1)[0]
+    return any(os.path.exists(stem + ext) for ext in (*IMAGE_SUFFIXES, *(e.upper() for e in IMAGE_SUFFIXES)))
 
 
 def read_folders(source: Path, root: Root, classes: list[str] | None) -> SourceDataset:
