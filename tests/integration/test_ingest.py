@@ -224,6 +224,34 @@ def test_group_regex_and_an_existing_data_folder(workdir, exports):
     assert not list(workdir.glob(".data.*"))
 
 
+def test_a_failure_while_writing_leaves_the_data_folder_as_it_was(workdir, exports, monkeypatch):
+    """A crash half-way through the links: no new data/, the old one intact (with --force), no temporary folder;
+    a temporary folder of a killed ingest (dead pid) is removed by the next one. Same input, same digest."""
+    from pfp_mlops.services.ingest import run_ingest
+    from pfp_mlops.settings import PipelineConfig
+
+    first = run_ingest(PipelineConfig(), exports["cvat"])
+    old = X.tree_digest(workdir / "data")
+    calls = {"n": 0}
+    real_link = os.link
+
+    def flaky_link(src, dst):
+        calls["n"] += 1
+        if calls["n"] > 5:
+            raise OSError(5, "Input/output error")
+        real_link(src, dst)
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "link", flaky_link)
+        with pytest.raises(OSError):
+            run_ingest(PipelineConfig(), exports["cvat"], force=True)
+    assert X.tree_digest(workdir / "data") == old and not list(workdir.glob(".data.*"))
+    (workdir / ".data.ingest-999999999-dead").mkdir()
+    again = run_ingest(PipelineConfig(), exports["cvat"], force=True)
+    assert not list(workdir.glob(".data.*"))
+    assert again.source["dataset_digest"] == first.source["dataset_digest"]
+
+
 # --- bad input: one line, exit 2, nothing written, the source untouched -------------------------------------------
 
 def _copy(exports: dict[str, Path], name: str, dst: Path) -> Path:

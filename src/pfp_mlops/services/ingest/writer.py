@@ -48,7 +48,8 @@ def write_dataset(out: Path, images: list[SourceImage], groups: list[str | None]
     """Write and move into place; returns how images were placed: hardlink, symlink or copy (mixed: the first)."""
     out = out.absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.ingest-")
+    _remove_stale(out)
+    tmp = tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.ingest-{os.getpid()}-")
     try:
         placed = _write_files(tmp, images, mode)
         _write_csv(os.path.join(tmp, CSV_NAME), images, groups)
@@ -131,6 +132,19 @@ def _place(src: str, dst: str, how: str, *, strict: bool) -> str:
             how = "copy"
     shutil.copyfile(src, dst)
     return how
+
+
+def _remove_stale(out: Path) -> None:
+    """Temporary folders of an ingest that was killed (SIGKILL, power loss): named with its pid, removed once that
+    process is gone. A live one (another ingest running now) is left alone."""
+    for p in out.parent.glob(f".{out.name}.ingest-*-*"):
+        try:
+            pid = int(p.name.rsplit(".ingest-", 1)[1].split("-", 1)[0])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(p, ignore_errors=True)
+        except (ValueError, PermissionError, OSError):
+            continue
 
 
 def _move_into_place(tmp: str, out: Path) -> None:
