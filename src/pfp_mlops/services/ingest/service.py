@@ -61,6 +61,7 @@ def run_ingest(cfg: PipelineConfig, source: Path, *, fmt: str = "auto", out: Pat
         problems.warn("duplicate", f"byte-identical images (one group): {', '.join(ex)}")
     if dup["across_splits"] or dup["within_split"]:
         problems.counts["duplicate"] = dup["across_splits"] + dup["within_split"]
+    _drop_invisible_boxes(ds)
     n, class_counts = report.counts(ds, problems)
     for img in ds.images:
         img.label_text = "".join(f"{format_row(*b)}\n" for b in img.boxes or ())
@@ -98,6 +99,14 @@ def _check_classes(cfg: PipelineConfig, ds: SourceDataset, target: Path) -> None
     hint = f"data.classes_file: {target / writer.CLASSES_NAME}" if cf is None else "a new data.classes_file"
     raise DataError(f"the source's classes {ds.classes} differ from the project's {where} {project}: pfp never "
                     f"re-maps class ids; set {hint} (ingest writes it) or data.classes to the source's list")
+
+
+def _drop_invisible_boxes(ds: SourceDataset) -> None:
+    """A box narrower than the 6 decimals a label row keeps would be written as `w=0`, which `pfp split` refuses."""
+    for img in ds.images:
+        if img.boxes and any(b[3] < 5e-7 or b[4] < 5e-7 for b in img.boxes):
+            img.boxes = [b for b in img.boxes if b[3] >= 5e-7 and b[4] >= 5e-7]
+            ds.problems.warn("zero_area", f"{img.rel}: a box under 1e-6 of the image dropped")
 
 
 def _unique_dests(ds: SourceDataset) -> None:
