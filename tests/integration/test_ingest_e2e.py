@@ -38,6 +38,7 @@ def test_ingest_then_run_all(workdir):
     assert json.loads(ds_input.dataset.profile)["source"]["dataset_digest"] == source["dataset_digest"]
     assert {t.key: t.value for t in ds_input.tags}["mlflow.data.context"] == "training"
     assert run.data.tags["pfp.data_source_digest"] == source["dataset_digest"][:16]
+    assert [a.path for a in c.list_artifacts(info["run_id"], "data")] == ["data/ingest_report.json"]
     version = c.get_model_version_by_alias("pfp-detector", "production")
     assert version.tags["data_source"] == "roboflow"
     assert version.tags["data_source_digest"] == source["dataset_digest"][:16]

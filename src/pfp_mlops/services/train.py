@@ -193,6 +193,9 @@ class _Search:
         if src:
             self.tracker.tags(self.parent, {"pfp.data_source": src.get("format", ""),
                                             "pfp.data_source_digest": src.get("dataset_digest", "")[:16]})
+            report = Path(m.get("data_root") or self.ctx.cfg.paths.data_dir) / "ingest_report.json"
+            if report.is_file():
+                self.tracker.artifact(self.parent, report, "data")
 
     # --- trials ---
     def trial_args(self, params: dict[str, Any]) -> tuple[int, int, dict[str, Any]]:
