@@ -114,7 +114,7 @@ def read_yaml_dataset(yaml_path: Path, source_root: Root, fmt: str) -> SourceDat
     label_dirs: set[str] = set()
     for key in ("train", "val", "validation", "test"):
         entry = data.get(key)
-        if not entry:
+        if not entry or (key == "validation" and data.get("val")):  # Ultralytics reads `validation` only without `val`
             continue
         split = split_name(key)
         for e in entry if isinstance(entry, list) else [entry]:
