@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install demo test bench lint clean services stack repro doctor
+.PHONY: install demo test bench lint clean services stack repro doctor lock lock-check
 
 install: $(VENV)/.installed
 
@@ -24,8 +24,17 @@ test: install
 bench: install
 	$(BIN)/python benchmarks/run.py
 
+# uv.lock follows constraints.txt (the source of truth): re-run after changing a dependency or a pin.
+lock: install
+	$(BIN)/python scripts/sync_pins.py lock
+
+# Is uv.lock current (pyproject.toml) and equal to constraints.txt? Reads metadata only, downloads nothing.
+lock-check: install
+	$(BIN)/uv lock --check
+	$(BIN)/python scripts/sync_pins.py check
+
 lint: install
-	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff check src tests benchmarks scripts steps
 
 # The production topology without Docker (PostgreSQL + moto S3 + MLflow server on loopback); Ctrl-C stops it.
 stack: install

@@ -26,6 +26,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pfp_mlops.domain.errors import ConfigError
+from pfp_mlops.settings_parallel import ParallelConfig
+from pfp_mlops.tracker_config import Tracker, WandbConfig, check_trackers
 
 _DEVICE_RE = re.compile(r"^(cpu|auto|mps|\d+(,\d+)*)$")
 
@@ -57,8 +59,17 @@ class Settings(BaseSettings):
     alert_webhook_url: str | None = _env("PFP_ALERT_WEBHOOK_URL")
     production_runtime: str | None = _env("PFP_PRODUCTION_RUNTIME")
     optuna_storage: str | None = _env("PFP_OPTUNA_STORAGE")
+    # `pfp train --worker` (issue 16): this worker's name in the study (default: host + Job/array index or pid)
+    worker_id: str | None = _env("PFP_WORKER_ID")
     home: Path = Field(default=Path(".pfp"), validation_alias=AliasChoices("PFP_HOME"))
     debug: bool = Field(default=False, validation_alias=AliasChoices("PFP_DEBUG"))
+    # Weights & Biases (train.trackers: [mlflow, wandb], issue 18): the W&B SDK reads these variables itself; they
+    # are here so that the key is a secret to scrub and the rest is passed down explicitly (checked when used)
+    wandb_api_key: SecretStr | None = _env("WANDB_API_KEY")
+    wandb_project: str | None = _env("WANDB_PROJECT")
+    wandb_entity: str | None = _env("WANDB_ENTITY")
+    wandb_mode: str | None = _env("WANDB_MODE")
+    wandb_dir: Path | None = _env("WANDB_DIR")
 
     @field_validator("mlflow_tracking_uri")
     @classmethod
@@ -131,7 +142,7 @@ class Settings(BaseSettings):
     def secret_values(self) -> list[str]:
         """Secret strings that must never be printed, logged or stored."""
         out = []
-        for s in (self.aws_secret_access_key, self.mlflow_tracking_password):
+        for s in (self.aws_secret_access_key, self.mlflow_tracking_password, self.wandb_api_key):
             if s is not None and s.get_secret_value():
                 out.append(s.get_secret_value())
         return out
@@ -158,7 +169,7 @@ def load_settings(**overrides: Any) -> Settings:
     return s
 
 
-_SECRET_VARS = {"AWS_SECRET_ACCESS_KEY", "MLFLOW_TRACKING_PASSWORD"}
+_SECRET_VARS = {"AWS_SECRET_ACCESS_KEY", "MLFLOW_TRACKING_PASSWORD", "WANDB_API_KEY"}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -176,9 +187,42 @@ class PathsConfig(_Strict):
     runs_dir: Path = Path("runs")
 
 
+def read_classes_file(path: Path) -> list[str]:
+    """The class list of a `classes.yaml` (`names:` as a list or {index: name}); ConfigError naming the file."""
+    from pfp_mlops.domain.classes import normalise_names
+
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise ConfigError(f"{path}: cannot read the class list ({type(e).__name__})") from None
+    if not isinstance(raw, dict) or raw.get("names") is None:
+        raise ConfigError(f"{path}: expected a mapping with `names:` (the class list)")
+    try:
+        return normalise_names(raw["names"], nc=raw.get("nc"), where=f"{path}: names")
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
 class DataConfig(_Strict):
     csv: str = "dataset_info.csv"
     classes: list[str] = Field(default_factory=lambda: ["rock", "paper", "scissors"], min_length=1)
+    # `pfp ingest` writes the dataset's class list to `<data_dir>/classes.yaml`; pointing this at it makes that
+    # file the class list (relative to the working directory, like paths.*). Stating `classes` as well is allowed
+    # only when both agree. A file not written yet leaves `classes` as configured (`pfp split` then refuses).
+    classes_file: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _classes_from_file(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not data.get("classes_file"):
+            return data
+        path = Path(data["classes_file"])
+        if not path.is_file():
+            return data
+        names = read_classes_file(path)
+        if data.get("classes") is not None and list(data["classes"]) != names:
+            raise ValueError(f"data.classes {list(data['classes'])} differ from {path}: {names}")
+        return {**data, "classes": names}
 
 
 class DemoConfig(_Strict):
@@ -198,6 +242,9 @@ class SplitConfig(_Strict):
     seed: int = 42
     ratios: SplitRatios = SplitRatios()
     allow_missing_classes: bool = False
+    # `pfp ingest --keep-source-splits`: keep the split the source export assigned (CSV column `source_split`)
+    # instead of the hash policy; items without one fall back to the hash policy
+    use_source_split: bool = False
 
     @field_validator("ratios")
     @classmethod
@@ -276,6 +323,7 @@ class SearchConfig(_Strict):
     pruner_threshold: float = Field(default=0.05, ge=0, le=1)  # `threshold`: prune when valid mAP50 is below
     study_name: str | None = None
     retrain_best: bool = False
+    parallel: ParallelConfig = ParallelConfig()  # several processes on one study (issue 16)
     space: dict[str, SearchParam] = Field(default_factory=lambda: dict(DEFAULT_SPACE))
 
     @field_validator("study_name")
@@ -298,6 +346,14 @@ class TrainConfig(_Strict):
     plots: bool = True  # loss/mAP curves, PR curve, confusion matrix (PNG) of every completed trial
     hyperparameters: dict[str, float | int | bool | str] = Field(default_factory=dict)
     search: SearchConfig = SearchConfig()
+    # Where the study is tracked: MLflow always, Weights & Biases as well with [mlflow, wandb] (issue 18)
+    trackers: list[Tracker] = Field(default_factory=lambda: ["mlflow"], min_length=1)
+    wandb: WandbConfig = WandbConfig()
+
+    @field_validator("trackers")
+    @classmethod
+    def _trackers(cls, v: list[str]) -> list[str]:
+        return check_trackers(v)
 
     @field_validator("model")
     @classmethod

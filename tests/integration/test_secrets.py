@@ -1,5 +1,6 @@
 """Secrets never leave: with sentinel values in AWS_SECRET_ACCESS_KEY, MLFLOW_TRACKING_PASSWORD, the password of
-the tracking URI (`http://user:password@host`) and the alert webhook URL (a bearer credential), every command runs
+the tracking URI (`http://user:password@host`), the alert webhook URL (a bearer credential) and WANDB_API_KEY (the
+training also tracked in Weights & Biases, offline), every command runs
 against an MLflow server — succeeding and failing ones, with --json, with PFP_DEBUG=1 — and afterwards the
 sentinels appear in no stdout or stderr, and in no byte of any file: the project (split files, runs/,
 training_info.json), PFP_HOME (logs/pfp.log, alerts.jsonl, caches, optuna.db) and the server's store and artifact
@@ -23,7 +24,8 @@ AWS = "SENTINEL-aws-6b1f0c"
 PASSWORD = "SENTINEL-mlflow-91d2e7"
 URI_PASSWORD = "SENTINEL-uri-33a8c4"
 HOOK = "SENTINEL-hook-e0c5a1"
-SENTINELS = (AWS, PASSWORD, URI_PASSWORD, HOOK, "SENTINEL-")
+WANDB_KEY = "SENTINEL-wandb-5d7e21" + "0" * 19  # W&B keys are 40 characters
+SENTINELS = (AWS, PASSWORD, URI_PASSWORD, HOOK, WANDB_KEY, "SENTINEL-")
 
 
 def _leaks(text: str) -> list[str]:
@@ -43,7 +45,7 @@ def test_no_command_prints_logs_or_stores_a_secret(tmp_path_factory, tmp_path):
     server = shared_server(tmp_path_factory)
     root = tmp_path / "p"
     root.mkdir()
-    cfg = write_cfg(root / "cfg.yaml")
+    cfg = write_cfg(root / "cfg.yaml", train={"trackers": ["mlflow", "wandb"]})
     dead = free_port()
     env = {
         "MLFLOW_TRACKING_URI": server.uri.replace("http://", f"http://pfp-user:{URI_PASSWORD}@"),
@@ -54,6 +56,8 @@ def test_no_command_prints_logs_or_stores_a_secret(tmp_path_factory, tmp_path):
         "PFP_ALERT_WEBHOOK_URL": f"http://127.0.0.1:{dead}/services/T000/{HOOK}",
         "PFP_MODEL_NAME": "secrets-model",
         "PFP_LOG_LEVEL": "DEBUG",
+        "WANDB_API_KEY": WANDB_KEY,
+        "WANDB_MODE": "offline",  # W&B writes its run files under runs/wandb: scanned below like every other file
     }
     c = ["--config", str(cfg)]
     steps: list[tuple[list[str], dict[str, str], int]] = [
@@ -101,6 +105,7 @@ def test_no_command_prints_logs_or_stores_a_secret(tmp_path_factory, tmp_path):
     assert (root / ".pfp" / "logs" / "pfp.log").stat().st_size > 0
     assert (root / ".pfp" / "alerts.jsonl").is_file()
     assert (root / "runs" / "training_info.json").is_file()
+    assert list((root / "runs" / "wandb").glob("offline-run-*/run-*.wandb"))  # W&B did run, with the key set
     assert _files_with_sentinels(root, server.root) == []
     # and through the MLflow API: params and tags of every run of this model's experiments
     from mlflow import MlflowClient

@@ -25,6 +25,13 @@ def test_secret_variables_and_url_passwords_are_replaced(monkeypatch):
     assert output.scrub(text) == "***; *** alone; ***; ***; ***"
 
 
+def test_the_wandb_api_key_is_a_secret(monkeypatch):
+    """WANDB_API_KEY (train.trackers: [mlflow, wandb]) is replaced wherever it would appear."""
+    monkeypatch.setenv("WANDB_API_KEY", "wandb-key-0123456789abcdef")
+    output.register_secrets()
+    assert output.scrub("wandb.init failed with key wandb-key-0123456789abcdef") == "wandb.init failed with key ***"
+
+
 @pytest.mark.parametrize(
     ("raw", "shown"),
     [

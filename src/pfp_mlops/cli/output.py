@@ -14,7 +14,8 @@ from typing import Any
 
 _SECRETS: list[str] = []
 # Variables whose whole value is a secret, and variables holding URLs whose userinfo (user:password@) is one.
-SECRET_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+SECRET_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN",
+               "WANDB_API_KEY")
 URL_VARS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "PFP_OPTUNA_STORAGE", "MLFLOW_S3_ENDPOINT_URL")
 # A webhook URL is a bearer credential (Slack's carry the token in the path): never printed whole.
 WHOLE_URL_VARS = ("PFP_ALERT_WEBHOOK_URL",)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pfp_mlops.domain.errors import ConfigError, Inconclusive, PfpError
-from pfp_mlops.domain.models import Decision, EvalResult, ValidateResult
+from pfp_mlops.domain.models import Decision, EvalResult, SplitManifest, ValidateResult
 from pfp_mlops.domain.promotion_rule import finite, judge, ledger_facts, picture_title
 from pfp_mlops.domain.transitions import plan_record
 from pfp_mlops.services import lifecycle
@@ -37,7 +37,7 @@ def evidence_experiment(ctx: Context) -> str:
 
 
 def decide(ctx: Context, *, challenger_version: int, champion_version: int | None, challenger_eval: EvalResult,
-           champion_eval: EvalResult | None, manifest: dict[str, Any],
+           champion_eval: EvalResult | None, manifest: SplitManifest,
            ledger_extra: dict[str, Any] | None = None, challenger_records: SplitEvaluation | None = None,
            champion_records: SplitEvaluation | None = None) -> Decision:
     """The validate decision with its evidence; raises Inconclusive (after a ledger entry) when the interval can't tell.

@@ -213,15 +213,16 @@ def _steps(ctx: Context, results: dict[str, Any], *, t_start: float) -> list[Ste
             "fingerprint": m.fingerprint}
 
     def split_present(result: Any) -> bool:
-        from pfp_mlops.services.split import MANIFEST
+        from pfp_mlops.services.split import read_manifest
 
-        path = cfg.paths.dataset_dir / MANIFEST
         try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
+            manifest = read_manifest(cfg.paths.dataset_dir)
+        except UserError:  # damaged: not cached, the split runs again
             return False
-        files = [Path(p) for p in manifest.get("list_files", {}).values()] + [Path(manifest.get("data_yaml", ""))]
-        return manifest.get("fingerprint") == (result or {}).get("fingerprint") and all(f.is_file() for f in files)
+        if manifest is None:
+            return False
+        files = [Path(p) for p in manifest.list_files.values()] + [Path(manifest.data_yaml)]
+        return manifest.fingerprint == (result or {}).get("fingerprint") and all(f.is_file() for f in files)
 
     def train_inputs() -> Any:
         return {"split": results.get("split"), "train": cfg.section("train"), "device": settings.device,

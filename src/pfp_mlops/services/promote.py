@@ -38,14 +38,14 @@ def run_promote(ctx: Context, *, version: int | None = None, allow_split_mismatc
     except GateFailed as e:
         lifecycle.record(ctx, plan_record(name, "promote", "refused_guard", from_version=before,
                                           to_version=info.version,
-                                          extra={"reason": e.message, "split_fingerprint": manifest["fingerprint"]}))
+                                          extra={"reason": e.message, "split_fingerprint": manifest.fingerprint}))
         raise
     ev = evaluate_version(ctx, info, manifest)
     g = ctx.cfg.gates.promote
     decision = promote_gate(ev, min_map50=g.min_map50, min_recall=g.min_recall, min_class_ap50=g.min_class_ap50,
                             max_latency_ms=g.max_latency_ms)
     metrics = {"map50": ev.map50, "recall": ev.recall, "latency_ms": ev.latency_ms}
-    extra = {"split_fingerprint": manifest["fingerprint"], "allow_split_mismatch": str(allow_split_mismatch).lower(),
+    extra = {"split_fingerprint": manifest.fingerprint, "allow_split_mismatch": str(allow_split_mismatch).lower(),
              **({"guard": " | ".join(guard_notes)} if guard_notes else {})}
     if not decision.passed:
         lifecycle.record(ctx, plan_record(name, "promote", "refused", from_version=before, to_version=info.version,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pfp_mlops.domain.errors import GateFailed
 from pfp_mlops.domain.gates import register_gate
-from pfp_mlops.domain.models import Decision, RegisterResult
+from pfp_mlops.domain.models import Decision, RegisterResult, SplitManifest
 from pfp_mlops.domain.transitions import plan_record
 from pfp_mlops.services import lifecycle
 from pfp_mlops.services.context import Context, git_state, who
@@ -86,7 +86,7 @@ def run_register(ctx: Context, *, training_info: Path | None = None, check_env: 
         "stage": "candidate",
         **metric_tags(ev),
         EVAL_TAG_PREFIX + ev.protocol_fingerprint: json.dumps(ev.to_dict()),
-        "split_fingerprint": manifest["fingerprint"],
+        "split_fingerprint": manifest.fingerprint,
         "training_split_fingerprint": training_fp,
         "training_run_id": info["run_id"],
         "registered_by": who(),
@@ -98,6 +98,10 @@ def run_register(ctx: Context, *, training_info: Path | None = None, check_env: 
     # training_info.json), the training run's own commit, the stored training manifest, the env check
     if info.get("data_version"):
         tags["data_version"] = info["data_version"]
+    src = info.get("data_source") or {}
+    if src:  # where the data came from (`pfp ingest`): format, content digest, ingest report digest
+        tags.update({"data_source": src.get("format", ""), "data_source_digest": src.get("dataset_digest", "")[:16],
+                     "data_source_report_digest": src.get("report_digest", "")[:16]})
     for key in ("git_commit", "git_dirty"):
         if run_tags.get(f"pfp.{key}"):
             tags[f"training_{key}"] = run_tags[f"pfp.{key}"]
@@ -115,8 +119,8 @@ def run_register(ctx: Context, *, training_info: Path | None = None, check_env: 
                           model_uri=f"models:/{ctx.model_name}/{version}", ledger_run_id=entry)
 
 
-def _sample_image(manifest: dict) -> Path:
-    test_list = Path(manifest["list_files"]["test"])
+def _sample_image(manifest: SplitManifest) -> Path:
+    test_list = manifest.list_file("test")
     first = next((ln for ln in test_list.read_text().splitlines() if ln.strip()), None)
     if first is None:
         raise GateFailed("runtime check: the test split has no image to predict on")

@@ -41,7 +41,7 @@ def run_regression_watch(ctx: Context, *, tolerance: float = 0.0) -> RegressionR
     metric = ctx.cfg.gates.validate_.metric
     decision = regression_check(p_eval, q_eval, metric=metric, tolerance=tolerance)
     metrics = {f"production_{metric}": p_eval.metric(metric), f"previous_{metric}": q_eval.metric(metric)}
-    extra = {"mode": "against_previous", "split_fingerprint": manifest["fingerprint"], "tolerance": tolerance,
+    extra = {"mode": "against_previous", "split_fingerprint": manifest.fingerprint, "tolerance": tolerance,
              **({"guard": " | ".join(notes)} if notes else {})}
     outcome = {"rollback": "regression", "keep": "kept"}.get(decision.verdict or "", "inconclusive")
     entry = lifecycle.record(ctx, plan_record(name, "validate", outcome, from_version=current, to_version=previous,

@@ -63,7 +63,7 @@ def _sample_image(ctx: Context) -> Path | None:
     manifest = read_manifest(ctx.cfg.paths.dataset_dir)
     if manifest is None:
         return None
-    test_list = Path(manifest.get("list_files", {}).get("test", ""))
+    test_list = manifest.list_file("test")
     if not test_list.is_file():
         return None
     first = next((ln.strip() for ln in test_list.read_text().splitlines() if ln.strip()), None)

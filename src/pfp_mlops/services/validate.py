@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pfp_mlops.adapters.alerts import send_alert
 from pfp_mlops.domain.errors import GateFailed, NotFoundError
-from pfp_mlops.domain.models import Decision, ModelVersionInfo, ValidateResult
+from pfp_mlops.domain.models import Decision, ModelVersionInfo, SplitManifest, ValidateResult
 from pfp_mlops.domain.transitions import plan_promote_production, plan_record, plan_reject
 from pfp_mlops.services import lifecycle
 from pfp_mlops.services.context import Context
@@ -33,7 +33,7 @@ def run_validate(ctx: Context, *, allow_split_mismatch: bool = False) -> Validat
     challenger = reg.version(name, challenger_v)
     champion = reg.version(name, champion_v) if champion_v is not None and champion_v != challenger_v else None
     guard_notes = _guards(ctx, challenger, champion, champion_v, manifest, allow_split_mismatch)
-    extra = {"split_fingerprint": manifest["fingerprint"], "allow_split_mismatch": str(allow_split_mismatch).lower(),
+    extra = {"split_fingerprint": manifest.fingerprint, "allow_split_mismatch": str(allow_split_mismatch).lower(),
              **({"guard": " | ".join(guard_notes)} if guard_notes else {})}
     c = evaluate(ctx, challenger, manifest)
     p = evaluate(ctx, champion, manifest) if champion is not None else None
@@ -68,7 +68,7 @@ def run_validate(ctx: Context, *, allow_split_mismatch: bool = False) -> Validat
 
 
 def _guards(ctx: Context, challenger: ModelVersionInfo, champion: ModelVersionInfo | None, champion_v: int | None,
-            manifest: dict, allow_split_mismatch: bool) -> list[str]:
+            manifest: SplitManifest, allow_split_mismatch: bool) -> list[str]:
     """Same-split guard on the challenger, leakage check on both sides; a refusal is recorded, nothing moves."""
     compared = [("challenger", challenger)] + ([("champion", champion)] if champion is not None else [])
     try:
@@ -77,5 +77,5 @@ def _guards(ctx: Context, challenger: ModelVersionInfo, champion: ModelVersionIn
     except GateFailed as e:
         lifecycle.record(ctx, plan_record(ctx.model_name, "validate", "refused_guard", from_version=champion_v,
                                           to_version=challenger.version,
-                                          extra={"reason": e.message, "split_fingerprint": manifest["fingerprint"]}))
+                                          extra={"reason": e.message, "split_fingerprint": manifest.fingerprint}))
         raise

@@ -4,12 +4,12 @@ from typing import Annotated
 
 import typer
 
-from pfp_mlops.cli.options import ConfigOpt, JsonOpt, ProfileOpt
+from pfp_mlops.cli.options import ConfigOpt, JsonOpt, ProfileOpt, SetOpt
 
 
 def repair(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the tag changes; change nothing.")] = False,
-    config: ConfigOpt = None, profile: ProfileOpt = None, json: JsonOpt = False,
+    config: ConfigOpt = None, set_: SetOpt = None, profile: ProfileOpt = None, json: JsonOpt = False,
 ) -> None:
     """Finish lifecycle entries a killed command left pending, then reconcile the `stage` tags to the aliases
     (the aliases are the truth); recorded in the ledger."""
@@ -27,4 +27,4 @@ def repair(
         rows += [(f"v{c['version']}", f"stage {c['from']} -> {c['to']} ({c['why']})") for c in r["changes"]]
         output.kv(title, rows or [("", "no drift: tags already follow the aliases")])
 
-    run("repair", body, render, json_out=json, config=config, profile=profile)
+    run("repair", body, render, json_out=json, config=config, profile=profile, overrides=set_)

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from pfp_mlops.cli.options import ConfigOpt, JsonOpt, ProfileOpt
+from pfp_mlops.cli.options import ConfigOpt, JsonOpt, ProfileOpt, SetOpt
 
 
-def status(config: ConfigOpt = None, profile: ProfileOpt = None, json: JsonOpt = False) -> None:
+def status(config: ConfigOpt = None, set_: SetOpt = None, profile: ProfileOpt = None, json: JsonOpt = False) -> None:
     """Versions with aliases, stage tag and key metrics; flags drift between aliases and tags."""
     from pfp_mlops.cli import output
     from pfp_mlops.cli.runner import run
@@ -24,4 +24,4 @@ def status(config: ConfigOpt = None, profile: ProfileOpt = None, json: JsonOpt =
                 f"({p.get('outcome')}, {p.get('when')}) did not finish; `pfp repair` will {p['repair_will']} it: "
                 f"{p['why']}[/]")
 
-    run("status", body, render, json_out=json, config=config, profile=profile)
+    run("status", body, render, json_out=json, config=config, profile=profile, overrides=set_)

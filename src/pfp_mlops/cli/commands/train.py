@@ -1,28 +1,67 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Annotated, Any
 
-from pfp_mlops.cli.options import ConfigOpt, JsonOpt, ProfileOpt
+import typer
+
+from pfp_mlops.cli.options import ConfigOpt, JsonOpt, ProfileOpt, SetOpt
+
+WorkerOpt = Annotated[bool, typer.Option("--worker", help="Join the shared study (PFP_OPTUNA_STORAGE) and run trials "
+                                         "until it has n_trials finished ones; no best.pt: `pfp train` finishes.")]
+ReapOpt = Annotated[bool, typer.Option("--reap", help="Fail the study's stale trials (no heartbeat for the grace "
+                                       "period) and end their MLflow runs FAILED, then exit.")]
+StatusOpt = Annotated[bool, typer.Option("--status", help="Print the study: trials by state, per worker, best so "
+                                         "far; then exit.")]
 
 
-def train(config: ConfigOpt = None, profile: ProfileOpt = None, json: JsonOpt = False) -> None:
+def train(
+    trials: Annotated[int | None, typer.Option("--trials", metavar="N",
+                                               help="Trials of the study (= train.search.n_trials); a worker stops "
+                                                    "when the study has that many.")] = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", metavar="SECONDS",
+                                                  help="Wall-clock budget (= train.search.timeout_s).")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", metavar="N", help="Epochs (= train.epochs).")] = None,
+    device: Annotated[str | None, typer.Option("--device", metavar="D",
+                                               help="cpu, auto, 0 or 0,1 (replaces PFP_DEVICE).")] = None,
+    worker: WorkerOpt = False, reap: ReapOpt = False, status: StatusOpt = False,
+    config: ConfigOpt = None, set_: SetOpt = None, profile: ProfileOpt = None, json: JsonOpt = False,
+) -> None:
     """Run (or resume) the Optuna study on the VALID split; every trial an MLflow child run; best weights +
-    runs/training_info.json."""
+    runs/training_info.json. With --worker, one of several processes sharing the study."""
     from pfp_mlops.cli import output
     from pfp_mlops.cli.runner import run
+    from pfp_mlops.overrides import train_flags
+
+    if sum((worker, reap, status)) > 1:
+        from pfp_mlops.cli.runner import usage_error
+
+        raise typer.Exit(usage_error(typer.BadParameter("--worker, --reap and --status exclude each other"),
+                                     sys.argv[1:]))
+    common = {"json_out": json, "config": config, "profile": profile, "overrides": set_,
+              "flags": train_flags(trials=trials, timeout=timeout, epochs=epochs), "device": device}
+    if reap or status:
+        from pfp_mlops.cli.commands.train_study import reap_or_status
+
+        return reap_or_status(reap=reap, **common)
 
     def body(inv):
         from pfp_mlops.services.train import run_train
+        from pfp_mlops.services.train_workers import run_worker
 
+        call = (lambda: run_worker(inv.ctx)) if worker else (lambda: run_train(inv.ctx))
         if json or not sys.stderr.isatty():
-            return run_train(inv.ctx)  # plain log lines (CI, pipes)
+            return call()  # plain log lines (CI, pipes)
         with LiveTrainDisplay() as display:
             inv.ctx.progress = display.message
             inv.ctx.extra["train_progress"] = display.update
-            return run_train(inv.ctx)
+            return call()
 
     def render(r):
+        if worker:
+            from pfp_mlops.cli.commands.train_study import render_worker
+
+            return render_worker(r)
         st = r.study or {}
         output.kv("train", [("run", r.run_id), ("weights", r.weights), ("study", st.get("name")),
                             ("best trial", st.get("best_trial")),
@@ -32,7 +71,7 @@ def train(config: ConfigOpt = None, profile: ProfileOpt = None, json: JsonOpt = 
                             ("epochs", r.epochs), *((f"valid {k}", v) for k, v in r.valid_metrics.items()),
                             ("duration s", r.duration_s)])
 
-    run("train", body, render, json_out=json, config=config, profile=profile)
+    run("train", body, render, **common)
 
 
 class LiveTrainDisplay:
@@ -73,7 +112,7 @@ class LiveTrainDisplay:
         def f(v: float | None) -> str:
             return "-" if v is None else f"{v:.4f}"
 
-        from pfp_mlops.services.train import _hms
+        from pfp_mlops.services.train_progress import _hms
 
         left = "-" if p.remaining_s is None else _hms(p.remaining_s)
         t.add_row("[bold]study[/]", p.study)
