@@ -67,4 +67,3 @@ def test_workflow_exit_code_table_matches_the_cli():
 
     codes = {code for _, code, _ in EXIT_CODES}
     assert {10, 11, 12, 13} <= codes
-
