@@ -118,6 +118,7 @@ def test_an_unreachable_wandb_is_one_warning_and_the_model_still_registers(workd
     assert r.exit_code == 0, r.output
     warnings = [ln for ln in r.stderr.splitlines() if "W&B" in ln]
     assert len(warnings) == 1 and "WARNING" in warnings[0] and "MLflow only" in warnings[0], r.stderr
+    assert not [ln for ln in r.stderr.splitlines() if ln.startswith("wandb:")], r.stderr  # the SDK stays quiet
     assert KEY not in r.output
     info = json.loads((workdir / "runs" / "training_info.json").read_text())
     assert "error" in info["wandb"] and "wandb_dir" not in json.dumps(info)

@@ -42,6 +42,8 @@ class WandbMirror:
 
     def __init__(self, settings: Settings, cfg: WandbConfig, *, model_name: str, runs_dir: Path) -> None:
         self.wandb = _import_wandb()
+        # The SDK's own terminal lines (login, sync hints) off: a W&B problem is pfp's one warning line instead
+        self.wandb.setup(settings=self.wandb.Settings(silent=True))
         mode = (settings.wandb_mode or "online").strip().lower()
         if mode not in MODES:
             raise ConfigError(f"WANDB_MODE: expected online, offline or disabled (got {settings.wandb_mode!r})")
