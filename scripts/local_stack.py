@@ -221,6 +221,22 @@ class LocalStack:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def restart_postgres(self, down_s: float = 0.0) -> float:
+        """Fast-shutdown PostgreSQL (SIGINT: sessions are cut, as in a crash or failover), wait `down_s`, start it
+        again on the same port and data; returns the seconds it was unreachable. Fault tests use it."""
+        svc = next(s for s in self.services if s.name == "postgres")
+        t0 = time.monotonic()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(svc.proc.pid, signal.SIGINT)
+        svc.proc.wait(30)
+        time.sleep(down_s)
+        user = "postgres" if os.geteuid() == 0 else None
+        new = _spawn("postgres", list(svc.proc.args), svc.log, user=user)
+        self.services[self.services.index(svc)] = new
+        base = f"postgresql://mlflow@{LOOPBACK}:{self.pg_port}"
+        _wait(lambda: self._pg_ready(base), "postgres (restart)", new.proc, svc.log, 60)
+        return round(time.monotonic() - t0, 2)
+
     # --- services ---
     def _start_postgres(self) -> None:
         existing = os.environ.get("PFP_TEST_POSTGRES_URI")

@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pfp_mlops.domain.errors import ConfigError
+from pfp_mlops.settings_parallel import ParallelConfig
 from pfp_mlops.tracker_config import Tracker, WandbConfig, check_trackers
 
 _DEVICE_RE = re.compile(r"^(cpu|auto|mps|\d+(,\d+)*)$")
@@ -58,6 +59,8 @@ class Settings(BaseSettings):
     alert_webhook_url: str | None = _env("PFP_ALERT_WEBHOOK_URL")
     production_runtime: str | None = _env("PFP_PRODUCTION_RUNTIME")
     optuna_storage: str | None = _env("PFP_OPTUNA_STORAGE")
+    # `pfp train --worker` (issue 16): this worker's name in the study (default: host + Job/array index or pid)
+    worker_id: str | None = _env("PFP_WORKER_ID")
     home: Path = Field(default=Path(".pfp"), validation_alias=AliasChoices("PFP_HOME"))
     debug: bool = Field(default=False, validation_alias=AliasChoices("PFP_DEBUG"))
     # Weights & Biases (train.trackers: [mlflow, wandb], issue 18): the W&B SDK reads these variables itself; they
@@ -284,6 +287,7 @@ class SearchConfig(_Strict):
     pruner_threshold: float = Field(default=0.05, ge=0, le=1)  # `threshold`: prune when valid mAP50 is below
     study_name: str | None = None
     retrain_best: bool = False
+    parallel: ParallelConfig = ParallelConfig()  # several processes on one study (issue 16)
     space: dict[str, SearchParam] = Field(default_factory=lambda: dict(DEFAULT_SPACE))
 
     @field_validator("study_name")

@@ -131,7 +131,8 @@ def test_pruning_stops_trials_cleanly_and_the_study_still_returns_the_best(workd
 
 def test_resume_after_interruption_keeps_earlier_trials_and_adds_new_ones(workdir, monkeypatch):
     """Ctrl-C in trial 2 → exit 130, runs end KILLED, the trial is FAIL (interrupted); the next `pfp train`
-    resumes the study: trial 1 is kept, the interrupted one does not count, a new trial completes the budget."""
+    resumes the study under the same parent run: trial 1 is kept, the interrupted one does not count, a new trial
+    completes the budget."""
     from pfp_mlops.adapters import yolo
 
     cfg = project(workdir, train__search__n_trials=2)
@@ -157,7 +158,11 @@ def test_resume_after_interruption_keeps_earlier_trials_and_adds_new_ones(workdi
     assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL", "COMPLETE"]
     assert study.trials[1].user_attrs["interrupted"] is True
     runs = all_runs(workdir / ".pfp")
-    assert len(runs) == 5 and sum(r.data.tags.get("pfp.role") == "study" for r in runs) == 2
+    # One parent run per study: the resumed run re-opens the interrupted one (issue 16), its trials beside the first
+    parents = [r for r in runs if r.data.tags.get("pfp.role") == "study"]
+    assert len(runs) == 4 and len(parents) == 1 and parents[0].info.run_id == info["run_id"]
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs if r.data.tags.get("pfp.role") == "trial"} == {
+        info["run_id"]}
     assert not [r for r in runs if r.info.status == "RUNNING"]
 
 

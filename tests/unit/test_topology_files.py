@@ -55,6 +55,7 @@ DOCUMENTED_VARIABLES = {
     "PFP_ALERT_WEBHOOK_URL",
     "PFP_PRODUCTION_RUNTIME",
     "PFP_OPTUNA_STORAGE",
+    "PFP_WORKER_ID",
     "PFP_HOME",
     "PFP_DEBUG",
     "WANDB_API_KEY",
@@ -331,3 +332,29 @@ def test_pipeline_job_runs_and_interprets_run_all(workflow: dict[str, Any]) -> N
     for code in ("10)", "11)", "12)", "13)"):
         assert code in script, code
     assert "secrets." in WORKFLOW.read_text(encoding="utf-8")
+
+
+def test_trainer_service_scales_as_workers_of_one_study(services: dict[str, Any]) -> None:
+    """`docker compose --profile train up --scale trainer=4 trainer`: N identical `pfp train --worker` processes on
+    the stack's PostgreSQL (own `optuna` database) and MLflow server; nothing that pins one container (a name, a
+    host port, a worker id) so compose can scale it; a crashed worker restarts, a finished one stays done."""
+    trainer = services["trainer"]
+    argv = _argv(trainer)
+    assert argv[:3] == ["pfp", "train", "--worker"], argv
+    assert "train" in trainer.get("profiles", [])
+    assert "container_name" not in trainer and not trainer.get("ports")
+    env = _environment(trainer)
+    assert env.get("MLFLOW_TRACKING_URI") == "http://mlflow:5000"
+    assert re.fullmatch(r"postgresql://.+:(\$\{[^}]*\})@postgres:5432/optuna", env.get("PFP_OPTUNA_STORAGE", ""))
+    assert "PFP_WORKER_ID" not in env  # each container is named after its own host name
+    assert str(trainer.get("restart")) == "on-failure"
+    deps = _depends_on(trainer)
+    assert deps.get("mlflow") == "service_healthy"
+    assert deps.get("optuna-db-init") == "service_completed_successfully"
+    init = services["optuna-db-init"]
+    assert "CREATE DATABASE optuna" in _command(init) and str(init.get("restart")) == "no"
+    assert _depends_on(init).get("postgres") == "service_healthy"
+    assert any(str(v).endswith(":/project") for v in trainer.get("volumes", []))
+    dockerfile = (ROOT / str(trainer["build"]["dockerfile"])).read_text(encoding="utf-8")
+    assert "FROM python:3.11-slim" in dockerfile and "constraints.txt" in dockerfile
+    assert "psycopg2-binary" in dockerfile and "YOLO_OFFLINE=1" in dockerfile

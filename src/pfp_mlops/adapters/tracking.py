@@ -54,6 +54,12 @@ class Tracker:
             for i in range(0, len(items), 100):
                 self.client.log_batch(run_id, params=items[i:i + 100])
 
+    def new_params(self, run_id: str, params: dict[str, Any]) -> None:
+        """Params not yet on the run (MLflow refuses to change one): a re-used study parent keeps its first."""
+        with translate_errors():
+            have = self.client.get_run(run_id).data.params
+        self.params(run_id, {k: v for k, v in params.items() if str(k)[:250] not in have})
+
     def metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
         self.log(run_id, metrics=metrics, step=step)
 
@@ -88,3 +94,34 @@ def _ok(v: Any) -> bool:
         return v is not None and math.isfinite(float(v))
     except (TypeError, ValueError):
         return False
+
+
+def run_status(client: Any, run_id: str) -> str | None:
+    """RUNNING/FINISHED/FAILED/KILLED, or None for a run this store does not have (or has deleted)."""
+    from pfp_mlops.domain.errors import NotFoundError
+
+    try:
+        with translate_errors():
+            run = client.get_run(run_id)
+    except NotFoundError:  # another store's id, or removed by hand
+        return None
+    return None if run.info.lifecycle_stage == "deleted" else run.info.status
+
+
+def reopen(client: Any, run_id: str) -> None:
+    """A finished parent run receives trials again (another worker or `pfp train` joined its study)."""
+    with translate_errors():
+        client.update_run(run_id, status="RUNNING")
+
+
+def delete(client: Any, run_id: str) -> None:
+    with translate_errors():
+        client.delete_run(run_id)
+
+
+def running_trial_runs(client: Any, experiment_id: str, study_name: str) -> list[Any]:
+    """The RUNNING trial child runs of a study (the reaper compares them with the Optuna trials)."""
+    safe = study_name.replace("'", "")
+    with translate_errors():
+        return client.search_runs([experiment_id], max_results=1000, filter_string=(
+            f"tags.`pfp.study_name` = '{safe}' AND tags.`pfp.role` = 'trial' AND attributes.status = 'RUNNING'"))

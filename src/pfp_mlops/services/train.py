@@ -19,6 +19,7 @@ import json
 import time
 from typing import Any
 
+from pfp_mlops.domain import study_budget
 from pfp_mlops.domain.models import TrainResult
 from pfp_mlops.services.context import Context, git_state, who
 from pfp_mlops.services.split import current_split
@@ -39,22 +40,24 @@ def optuna_storage_url(ctx: Context) -> str:
     return ctx.settings.optuna_storage or f"sqlite:///{ctx.home / 'optuna.db'}"
 
 
-def _finished(trials: list[Any]) -> int:
-    """Trials that count toward n_trials: done, pruned, crashed — not the ones a Ctrl-C interrupted."""
-    return sum(1 for t in trials if t.state in ("COMPLETE", "PRUNED")
-               or (t.state == "FAIL" and not t.user_attrs.get("interrupted")))
-
-
 class _Search:
-    """One `pfp train`: the study, the parent run, the loop over the trials of this process."""
+    """One `pfp train` (or `--worker`): the study, the parent run, the loop over the trials of this process."""
 
-    def __init__(self, ctx: Context, manifest: dict[str, Any], time_budget_s: float | None) -> None:
-        from pfp_mlops.adapters import tracking, tuner
+    def __init__(self, ctx: Context, manifest: dict[str, Any], time_budget_s: float | None, *,
+                 n_trials: int | None = None, worker: bool = False, tracking: bool = True) -> None:
+        from pfp_mlops.adapters import tracking as tracking_adapter
+        from pfp_mlops.adapters import tuner
+        from pfp_mlops.services.train_workers import worker_id
 
         self.ctx = ctx
         self.manifest = manifest
         self.tc = ctx.cfg.train
-        self.sc = ctx.cfg.train.search
+        sc = ctx.cfg.train.search
+        self.sc = sc if n_trials is None else sc.model_copy(update={"n_trials": n_trials})  # --trials N
+        self.worker = worker_id(ctx)
+        self.ran: list[int] = []  # trial numbers this process ran
+        self.reaped: list[dict[str, Any]] = []
+        self.timings = {"train_s": 0.0, "wait_s": 0.0}  # inside yolo.train; waiting for others' trials
         self.t0 = time.time()
         limits = [x for x in (time_budget_s, self.sc.timeout_s) if x]
         self.deadline = self.t0 + min(limits) if limits else None
@@ -65,9 +68,11 @@ class _Search:
         from pfp_mlops.services import trackers
 
         # MLflow plus the mirrors of train.trackers (W&B), loaded before anything is written (missing package: exit 2)
-        self.tracker = trackers.build(ctx, lambda: tracking.Tracker(
-            ctx.registry.client, ctx.registry.experiment_id(ctx.cfg.registry.training_experiment)))
-        self.study = tuner.open_study(self.storage, self.study_name, self.sc, max_epochs=self.trial_epochs)
+        self.tracker = trackers.build(ctx, lambda: tracking_adapter.Tracker(
+            ctx.registry.client, ctx.registry.experiment_id(ctx.cfg.registry.training_experiment))) if tracking \
+            else None
+        self.study = tuner.open_study(self.storage, self.study_name, self.sc, max_epochs=self.trial_epochs,
+                                      parallel=worker)
         self.storage_shown = tuner._redact(self.storage)
         self.position = 0
         self.current_trial: int | None = None
@@ -80,11 +85,18 @@ class _Search:
 
     # --- the parent run ---
     def start_parent(self) -> str:
+        """The study's parent run, shared with every worker (found, or created here)."""
+        from pfp_mlops.services.train_workers import study_parent
+
+        self.parent = study_parent(self)
+        return self.parent
+
+    def create_parent_run(self) -> str:
         tags = {"pfp.split_fingerprint": self.manifest["fingerprint"], "pfp.model_name": self.ctx.model_name,
                 "pfp.registered_by": who(), "pfp.role": "study", "pfp.study_name": self.study_name,
                 "pfp.optuna_storage": self.storage_shown, **{f"pfp.{k}": v for k, v in git_state().items()}}
-        self.parent = self.tracker.start(f"train-{time.strftime('%Y%m%d-%H%M%S')}", tags=tags)
-        self.tracker.params(self.parent, {
+        parent = self.tracker.start(f"train-{time.strftime('%Y%m%d-%H%M%S')}", tags=tags)
+        self.tracker.params(parent, {
             "model": self.tc.model, "epochs": self.tc.epochs, "trial_epochs": self.trial_epochs,
             "imgsz": self.tc.imgsz, "batch": self.tc.batch, "seed": self.tc.seed, "device": self.ctx.settings.device,
             "study_name": self.study_name, "n_trials": self.sc.n_trials, "timeout_s": self.sc.timeout_s,
@@ -93,41 +105,68 @@ class _Search:
             "pruner_warmup_epochs": self.sc.pruner_warmup_epochs,
             "pruner_startup_trials": self.sc.pruner_startup_trials, "retrain_best": self.sc.retrain_best,
             "search_space": json.dumps({k: v.model_dump(exclude_none=True) for k, v in self.sc.space.items()}),
+            "constant_liar": self.study.constant_liar,
+            "heartbeat_interval_s": self.sc.parallel.heartbeat_interval_s,
+            "heartbeat_grace_s": self.sc.parallel.heartbeat_grace_s, "stale_retries": self.sc.parallel.stale_retries,
             **{f"hp.{k}": v for k, v in self.tc.hyperparameters.items()},
         })
-        return self.parent
+        return parent
+
+    def trial_tags(self, trial: Any) -> dict[str, Any]:
+        """What a trial's child run carries besides pfp's own tags: Optuna's trial number, the worker, the retry."""
+        self.ran.append(trial.number)
+        trial.set_attr("worker", self.worker)
+        tags = {"optuna.trial": trial.number, "optuna.study": self.study_name, "pfp.worker": self.worker}
+        if trial.retry_of is not None:
+            tags["pfp.retry_of"] = trial.retry_of
+        return tags
 
     # --- the loop ---
     def search(self) -> None:
+        """Run trials while the budget has room; wait while others' trials run (one may die and be re-queued)."""
+        from pfp_mlops.services.train_workers import reap
+
+        waiting_since = None
         while True:
+            self.reaped += reap(self, sweep=False)
             trials = self.study.trials()
-            done = _finished(trials)
-            running = sum(t.state == "RUNNING" for t in trials)  # other processes' trials
-            has_complete = any(t.state == "COMPLETE" for t in trials)
-            if done + running >= self.sc.n_trials:
-                break
             rem = self.remaining()
-            if rem is not None and rem <= 0 and has_complete:
+            action = study_budget.next_action(trials, self.sc.n_trials, deadline_passed=rem is not None and rem <= 0,
+                                              wait_for_others=True)
+            if action == "done":
+                break
+            if action == "timeout":
                 self.ctx.say(f"time budget reached after {_hms(time.time() - self.t0)}: the search stops here")
                 break
-            self.position = done + running + 1
-            baseline = not any(t.user_attrs.get("baseline") and not t.user_attrs.get("interrupted") for t in trials)
-            self.runner.run_trial(baseline=baseline)
+            if action == "wait":
+                if waiting_since is None:
+                    waiting_since = time.time()
+                    running = [t.number for t in trials if t.state == "RUNNING"]
+                    self.ctx.say(f"budget full: waiting for trial(s) {', '.join(f'#{n}' for n in running)} "
+                                 "running elsewhere")
+                pause = self.sc.parallel.poll_s if rem is None else min(self.sc.parallel.poll_s, max(rem, 0.1))
+                time.sleep(pause)
+                self.timings["wait_s"] += pause
+                continue
+            waiting_since = None
+            self.position = study_budget.position(trials)
+            self.runner.run_trial(baseline=study_budget.needs_baseline(trials))
 
 
-def run_train(ctx: Context, *, time_budget_s: float | None = None) -> TrainResult:
-    """Run (or resume) the study, track every trial, keep the best weights, write training_info.json."""
+def run_train(ctx: Context, *, time_budget_s: float | None = None, n_trials: int | None = None) -> TrainResult:
+    """Run (or resume) the study, track every trial, keep the best weights (of any worker), write
+    training_info.json: the finishing step of a study that `pfp train --worker` processes may share."""
     from pfp_mlops.services.train_outputs import finish
 
     manifest = current_split(ctx.cfg)
     runs_dir = ctx.cfg.paths.runs_dir.resolve()
     runs_dir.mkdir(parents=True, exist_ok=True)
-    s = _Search(ctx, manifest, time_budget_s)
+    s = _Search(ctx, manifest, time_budget_s, n_trials=n_trials)
     parent = s.start_parent()
     status = "FAILED"
     try:
         s.progress.emit("start", message=f"study {s.study_name} ({s.storage_shown}): "
-                        f"{_finished(s.study.trials())}/{s.sc.n_trials} trials done before this run")
+                        f"{study_budget.finished(s.study.trials())}/{s.sc.n_trials} trials done before this run")
         s.search()
         result = finish(s, parent, manifest, runs_dir)
         status = "FINISHED"

@@ -111,7 +111,7 @@ def finish(s: Any, parent: str, manifest: dict[str, Any], runs_dir: Path) -> Tra
     info_path = runs_dir / TRAINING_INFO
     info_path.write_text(json.dumps(info, indent=2, default=str), encoding="utf-8")
     t = s.tracker
-    t.params(parent, {"best_trial": best.number, **{f"best.{k}": v for k, v in best.params.items()}})
+    t.new_params(parent, {"best_trial": best.number, **{f"best.{k}": v for k, v in best.params.items()}})
     running_best, curve = None, []
     for tr in sorted(trials, key=lambda x: x.number):
         if tr.state == "COMPLETE" and tr.value is not None:

@@ -60,10 +60,13 @@ class TrialRunner:
                   "seed": s.tc.seed, "device": s.ctx.settings.device, **hyper}
         child = s.tracker.start(f"trial-{trial.number}", parent_id=s.parent, tags={
             "pfp.role": "trial", "pfp.study_name": s.study_name, "pfp.trial_number": trial.number,
-            "pfp.baseline": str(baseline).lower(), "pfp.split_fingerprint": s.manifest["fingerprint"]})
+            "pfp.baseline": str(trial.baseline).lower(), "pfp.split_fingerprint": s.manifest["fingerprint"],
+            **s.trial_tags(trial)})
         trial.set_attr("mlflow_run_id", child)
         s.tracker.params(child, params)
-        kind = "baseline" if baseline else "sampled"
+        kind = "baseline" if trial.baseline else "sampled"
+        if trial.retry_of is not None:
+            kind += f", re-run of stale trial #{trial.retry_of}"
         s.progress.emit("trial_start", epochs=s.trial_epochs,
                         message=f"trial {s.position}/{s.sc.n_trials} (#{trial.number}, {kind}): "
                         + (", ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
@@ -114,6 +117,7 @@ class TrialRunner:
 
             yolo.release_memory()
         finally:
+            trial.stop_heartbeat()
             s.tracker.end(child, status)
             s.current_trial = None
 
@@ -147,13 +151,17 @@ class TrialRunner:
                 yolo.request_stop(trainer)
             s.progress.emit("epoch", epoch=epoch, epochs=epochs, current=value)
 
-        return yolo.train(
-            model_yaml=s.tc.model, data_yaml=s.manifest["data_yaml"],
-            project=s.runs_dir / "study" / _safe(s.study_name), name=name, epochs=epochs, imgsz=imgsz,
-            batch=batch, workers=s.tc.workers, seed=s.tc.seed, patience=s.tc.patience,
-            device=s.ctx.settings.device, amp=s.tc.amp, hyperparameters=hyper, on_epoch=on_epoch,
-            plots=s.tc.plots,
-        )
+        t0 = time.perf_counter()
+        try:
+            return yolo.train(
+                model_yaml=s.tc.model, data_yaml=s.manifest["data_yaml"],
+                project=s.runs_dir / "study" / _safe(s.study_name), name=name, epochs=epochs, imgsz=imgsz,
+                batch=batch, workers=s.tc.workers, seed=s.tc.seed, patience=s.tc.patience,
+                device=s.ctx.settings.device, amp=s.tc.amp, hyperparameters=hyper, on_epoch=on_epoch,
+                plots=s.tc.plots,
+            )
+        finally:
+            s.timings["train_s"] += time.perf_counter() - t0
 
     def log_outputs(self, run_id: str, save_dir: Path, weights: Path | None) -> None:
         from pfp_mlops.adapters import yolo

@@ -1,28 +1,57 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 from pfp_mlops.cli.options import ConfigOpt, JsonOpt, ProfileOpt
 
+TrialsOpt = Annotated[int | None, typer.Option("--trials", min=1, help="Trials of the study in all (= "
+                                               "train.search.n_trials); a worker stops when the study has that many.")]
+WorkerOpt = Annotated[bool, typer.Option("--worker", help="Join the shared study (PFP_OPTUNA_STORAGE) and run trials "
+                                         "until it has n_trials finished ones; no best.pt: `pfp train` finishes.")]
+ReapOpt = Annotated[bool, typer.Option("--reap", help="Fail the study's stale trials (no heartbeat for the grace "
+                                       "period) and end their MLflow runs FAILED, then exit.")]
+StatusOpt = Annotated[bool, typer.Option("--status", help="Print the study: trials by state, per worker, best so "
+                                         "far; then exit.")]
 
-def train(config: ConfigOpt = None, profile: ProfileOpt = None, json: JsonOpt = False) -> None:
+
+def train(config: ConfigOpt = None, profile: ProfileOpt = None, json: JsonOpt = False, trials: TrialsOpt = None,
+          worker: WorkerOpt = False, reap: ReapOpt = False, status: StatusOpt = False) -> None:
     """Run (or resume) the Optuna study on the VALID split; every trial an MLflow child run; best weights +
-    runs/training_info.json."""
+    runs/training_info.json. With --worker, one of several processes sharing the study."""
     from pfp_mlops.cli import output
     from pfp_mlops.cli.runner import run
 
+    if sum((worker, reap, status)) > 1:
+        from pfp_mlops.cli.runner import usage_error
+
+        raise typer.Exit(usage_error(typer.BadParameter("--worker, --reap and --status exclude each other"),
+                                     sys.argv[1:]))
+    if reap or status:
+        from pfp_mlops.cli.commands.train_study import reap_or_status
+
+        return reap_or_status(reap=reap, n_trials=trials, config=config, profile=profile, json=json)
+
     def body(inv):
         from pfp_mlops.services.train import run_train
+        from pfp_mlops.services.train_workers import run_worker
 
+        call = (lambda: run_worker(inv.ctx, n_trials=trials)) if worker else (lambda: run_train(inv.ctx,
+                                                                                              n_trials=trials))
         if json or not sys.stderr.isatty():
-            return run_train(inv.ctx)  # plain log lines (CI, pipes)
+            return call()  # plain log lines (CI, pipes)
         with LiveTrainDisplay() as display:
             inv.ctx.progress = display.message
             inv.ctx.extra["train_progress"] = display.update
-            return run_train(inv.ctx)
+            return call()
 
     def render(r):
+        if worker:
+            from pfp_mlops.cli.commands.train_study import render_worker
+
+            return render_worker(r)
         st = r.study or {}
         output.kv("train", [("run", r.run_id), ("weights", r.weights), ("study", st.get("name")),
                             ("best trial", st.get("best_trial")),

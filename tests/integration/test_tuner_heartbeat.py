@@ -1,0 +1,63 @@
+"""The Optuna adapter's shared-study mechanics on a real SQLite storage: heartbeat → stale → reaped → re-queued
+with the same params; the study attribute claim (first writer wins); the constant liar when workers may run."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from pfp_mlops.settings import SearchConfig
+
+pytestmark = pytest.mark.slow
+
+
+def cfg(**parallel) -> SearchConfig:
+    return SearchConfig.model_validate({
+        "n_trials": 4, "pruner": "none",
+        "parallel": {"heartbeat_interval_s": 1, "heartbeat_grace_s": 2, **parallel},
+        "space": {"lr0": {"type": "float", "low": 0.001, "high": 0.1, "log": True}}})
+
+
+def test_a_trial_without_heartbeat_is_reaped_and_its_params_run_again(tmp_path):
+    from pfp_mlops.adapters import tuner
+
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    dead = tuner.open_study(url, "s", cfg(), max_epochs=1, parallel=True)
+    alive = tuner.open_study(url, "s", cfg(), max_epochs=1, parallel=True)
+    t0 = dead.ask(baseline=False)
+    t0.stop_heartbeat()  # the process "dies": no more beats, no tell
+    t1 = alive.ask(baseline=False)  # a live trial keeps beating
+    assert alive.reap() == []  # within the grace: nothing is stale
+    time.sleep(3.2)
+    reaped = alive.reap()
+    assert [t.number for t in reaped] == [t0.number]
+    states = {t.number: t.state for t in alive.trials()}
+    assert states[t0.number] == "FAIL" and states[t1.number] == "RUNNING"  # the heartbeat thread kept t1 alive
+    waiting = [t for t in alive.trials() if t.state == "WAITING"]
+    assert len(waiting) == 1 and waiting[0].retried_from == (t0.number,)
+    again = alive.ask(baseline=True)  # a re-run keeps its params and its own baseline flag
+    assert again.retry_of == t0.number and again.params == t0.params and not again.baseline
+    alive.tell(again, "COMPLETE", 0.5)
+    alive.tell(t1, "COMPLETE", 0.4)
+    assert alive.reap() == []
+
+
+def test_the_first_claim_wins(tmp_path):
+    from pfp_mlops.adapters import tuner
+
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    a = tuner.open_study(url, "s", cfg(), max_epochs=1)
+    b = tuner.open_study(url, "s", cfg(), max_epochs=1)
+    assert a.claim_attr("parent", "run-a") == "run-a"
+    assert b.claim_attr("parent", "run-b") == "run-a"
+    assert b.attrs()["parent"] == "run-a"
+
+
+def test_constant_liar_is_on_when_several_processes_may_sample(tmp_path):
+    from pfp_mlops.adapters import tuner
+
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    assert tuner.open_study(url, "a", cfg(), max_epochs=1).constant_liar is False
+    assert tuner.open_study(url, "b", cfg(), max_epochs=1, parallel=True).constant_liar is True
+    assert tuner.open_study(url, "c", cfg(constant_liar=True), max_epochs=1).constant_liar is True
