@@ -34,7 +34,7 @@ lock-check: install
 	$(BIN)/python scripts/sync_pins.py check
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff check src tests benchmarks scripts steps
 
 # The production topology without Docker (PostgreSQL + moto S3 + MLflow server on loopback); Ctrl-C stops it.
 stack: install

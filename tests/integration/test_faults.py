@@ -104,8 +104,8 @@ def test_server_killed_during_register(template, server, tmp_path):
 
 
 def test_server_killed_during_validate(template, server, tmp_path):
-    """Killed between the production move and the staging move: exit 3; `pfp status` reports the drift, `pfp
-    repair` fixes the tags, and validate re-run after the restart leaves aliases and tags consistent."""
+    """Killed between the production move and the staging move: exit 3; `pfp status` reports the pending entry,
+    `pfp repair` completes it from the plan it carries, and validate re-run after the restart has nothing to do."""
     home = tmp_path / "home"
     if "versions" not in registry_state(server.uri):  # when run alone
         info = training_info_for(template, server.uri, home / "training_info.json")
@@ -123,11 +123,14 @@ def test_server_killed_during_validate(template, server, tmp_path):
     server.start()
     state = registry_state(server.uri)
     assert state["aliases"] == {"production": 1, "staging": 1}  # half-done, and detectable:
-    assert state["ledger"] == ledger_before  # no ledger entry claims a promotion that did not finish
+    assert state["ledger"] == ledger_before + 1  # the entry written before the first move, still pending
     with in_project(template, home, MLFLOW_TRACKING_URI=server.uri):
         r = pfp("status", "--json")
-        assert r.exit_code == 0 and json.loads(r.stdout)["result"]["drift"], r.stdout
+        pending = json.loads(r.stdout)["result"]["pending"]
+        assert r.exit_code == 0 and [(p["action"], p["repair_will"]) for p in pending] == [("validate", "complete")]
         assert pfp("repair").exit_code == 0
+        assert aliases(server.uri) == {"production": 1}  # repair finished the promotion from the pending entry
+        assert json.loads(pfp("status", "--json").stdout)["result"]["pending"] == []
         assert json.loads(pfp("status", "--json").stdout)["result"]["drift"] == []
         r = pfp("validate", "--config", "cfg.yaml", "--json")
     assert r.exit_code == 0, r.output
@@ -138,8 +141,9 @@ def test_server_killed_during_validate(template, server, tmp_path):
 def test_server_hung_during_promote(template, server, tmp_path):
     """The server stops answering (SIGSTOP: connections are accepted, nothing replies) just before promote moves
     the staging alias: pfp gives up after MLFLOW_HTTP_REQUEST_TIMEOUT per try (exit 3, one line naming the
-    timeout), no ledger entry claims the promotion; once the server answers again, whatever its backlog did is
-    either consistent or reported as drift, `pfp repair` settles it and the re-run promotes."""
+    timeout), the ledger entry stays pending (no complete entry claims the promotion); once the server answers
+    again, whatever its backlog did is either consistent or reported, `pfp repair` settles it and the re-run
+    promotes."""
     home = tmp_path / "home"
     info = training_info_for(template, server.uri, home / "training_info.json")
     with in_project(template, home, MLFLOW_TRACKING_URI=server.uri):
@@ -157,9 +161,10 @@ def test_server_hung_during_promote(template, server, tmp_path):
     finally:
         server.resume()
     assert "no answer within 3 s" in line and "hung" in line, line
-    assert registry_state(server.uri)["ledger"] == ledger_before
+    assert registry_state(server.uri)["ledger"] == ledger_before + 1  # pending, not a complete promotion
     with in_project(template, home, MLFLOW_TRACKING_URI=server.uri):
         assert pfp("repair").exit_code == 0
+        assert json.loads(pfp("status", "--json").stdout)["result"]["pending"] == []
         assert consistent(server.uri)
         r = pfp("promote", "--version", str(version), "--config", "cfg.yaml", "--json")
     assert r.exit_code == 0, r.output

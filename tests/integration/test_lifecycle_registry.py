@@ -20,7 +20,8 @@ from tests.webhook import loopback_webhook
 
 from pfp_mlops.adapters.alerts import send_alert
 from pfp_mlops.domain.errors import ConcurrentPromotion
-from pfp_mlops.services import ledger
+from pfp_mlops.domain.transitions import plan_record
+from pfp_mlops.services import lifecycle
 
 MODEL = "pfp-detector"
 
@@ -52,7 +53,7 @@ def registry(workdir: Path, empty_store: Path):
     reg.set_tags(MODEL, 1, {"stage": "production"})
     reg.move_alias(MODEL, "staging", 2, expected=None)
     reg.set_tags(MODEL, 2, {"stage": "staging"})
-    ledger.record(_ctx(), "validate", to_version=1, outcome="promoted")
+    lifecycle.record(_ctx(), plan_record(MODEL, "validate", "promoted", to_version=1))
     return reg
 
 
@@ -132,7 +133,7 @@ def test_two_processes_moving_one_alias_exactly_one_wins(registry, workdir, targ
 
 def test_a_stale_claim_is_taken_over(registry, monkeypatch):
     """A claim whose owner died before moving the alias does not block later moves forever."""
-    import pfp_mlops.adapters.mlflow_registry as m
+    import pfp_mlops.adapters.mlflow_aliases as m
 
     registry.client.create_experiment(f"{m.CLAIM_PREFIX}{MODEL}:production:2")  # claimed epoch 2, never finished
     with pytest.raises(ConcurrentPromotion):
@@ -179,7 +180,7 @@ def test_history_is_newest_first_and_limited(registry, workdir):
     """`pfp history --limit N` shows the N newest ledger entries; a bad limit exits 2 with one line."""
     ctx = _ctx()
     for v in (1, 2, 3):
-        ledger.record(ctx, "promote", to_version=v, outcome="promoted", metrics={"map50": 0.1 * v})
+        lifecycle.record(ctx, plan_record(MODEL, "promote", "promoted", to_version=v, metrics={"map50": 0.1 * v}))
     code, out = pfp_json("history", "--limit", "2")
     assert code == 0
     assert [e["to_version"] for e in out["result"]] == ["3", "2"]

@@ -39,11 +39,11 @@ ROUNDS = 5
 WORKER = r'''
 import contextlib, io, os, sys, time
 import pfp_mlops.services.validate as v
-orig = v.evaluate_version
+orig = v.evaluate
 def slow(*a, **k):
     time.sleep(1.0)  # both workers read the aliases before either can move one
     return orig(*a, **k)
-v.evaluate_version = slow
+v.evaluate = slow
 from pfp_mlops.cli.app import app
 ctl = sys.argv[1]
 i = 0
@@ -197,3 +197,41 @@ def test_two_run_alls_in_one_project(tmp_path):
     assert split_state() == after_first  # the same split, whole, written once more
     assert len((root / "dataset" / "test.txt").read_text().split()) == json.loads(
         (root / "dataset" / "split_manifest.json").read_text())["counts"]["test"]
+
+
+def _second_version(uri: str, model: str) -> None:
+    """v2: the same artifacts and tags as v1 (its cached evaluation included), without a second registration."""
+    from mlflow import MlflowClient
+
+    c = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    v1 = c.get_model_version(model, "1")
+    c.create_model_version(model, v1.source, run_id=v1.run_id, tags={**v1.tags, "stage": "candidate"})
+
+
+def test_validate_loses_to_a_promote_that_moved_staging_after_its_decision(tmp_path_factory, tmp_path):
+    """`pfp validate` decides to promote v1 (first deployment), then pauses before its first write; `pfp promote`
+    moves staging to v2 meanwhile. validate must exit 12 and write nothing: the registry is exactly what promote
+    left (the issue's defect: production moved, exit 12 saying nothing changed, no tags, no ledger entry)."""
+    template = trained_template(tmp_path_factory)
+    home = tmp_path / "home"
+    uri = sqlite_uri(home)
+    env = {"PFP_HOME": str(home)}
+    _registered(template, home, uri, env)
+    _second_version(uri, MODEL)
+    with in_project(template, home):
+        assert pfp("promote", "--version", "1", "--config", "cfg.yaml").exit_code == 0
+    spawn_env = {**os.environ, **env, "PFP_HARNESS_PAUSE": "pfp_mlops.services.lifecycle:apply:1:8"}
+    p = Pfp.start(tmp_path, ["validate", "--config", "cfg.yaml", "--json"], spawn_env, template)
+    p.wait_mark("apply")  # decided: promote v1 to production; not a write yet
+    with in_project(template, home):
+        r = pfp("promote", "--version", "2", "--config", "cfg.yaml")
+    assert r.exit_code == 0, r.output
+    after_promote = registry_state(uri)
+    code, out, err, _ = p.finish()
+    assert code == 12, err[-2000:]
+    lines = error_lines(err)
+    assert len(lines) == 1 and "nothing changed" in lines[0] and "Traceback" not in err
+    assert json.loads(out)["exit_code"] == 12
+    assert registry_state(uri) == after_promote
+    assert after_promote["aliases"] == {"staging": 2}
+    assert {v: t["stage"] for v, t in after_promote["versions"].items()} == {1: "archived", 2: "staging"}

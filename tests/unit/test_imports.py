@@ -39,3 +39,10 @@ def test_console_script_and_module_entry_points():
     out = subprocess.run([sys.executable, "-m", "pfp_mlops", "--help"], capture_output=True, text=True, check=True)
     for cmd in ("split", "train", "register", "promote", "validate", "rollback", "run-all", "status"):
         assert cmd in out.stdout
+
+
+def test_public_api_name_imports_no_heavy_library():
+    """`import pfp_mlops; pfp_mlops.Project` loads the API lazily and none of torch, mlflow, ultralytics, …"""
+    mods = _modules_after("import pfp_mlops\nassert 'pfp_mlops.api' not in sys.modules\npfp_mlops.Project")
+    assert "pfp_mlops.api" in mods
+    assert not {m.split(".")[0] for m in mods} & set(HEAVY)

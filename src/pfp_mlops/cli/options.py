@@ -18,3 +18,9 @@ DemoOpt = Annotated[
 AllowSplitMismatchOpt = Annotated[
     bool, typer.Option("--allow-split-mismatch", help="Accept a model trained on another split (in the ledger).")
 ]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", metavar="KEY=VALUE",
+                 help="Override one config key for this run (repeatable; dotted keys, YAML values), "
+                      "e.g. --set train.epochs=3 --set gates.validate.mode=absolute."),
+]

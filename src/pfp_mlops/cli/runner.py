@@ -13,30 +13,22 @@ from typing import Any
 import typer
 
 from pfp_mlops.cli.errors import exit_code_for
-from pfp_mlops.cli.output import print_error, print_json, register_secrets, setup_logging
+from pfp_mlops.cli.output import print_error, print_json, setup_logging
 
 
 class Invocation:
-    """What a command body receives: a lazily built service context."""
+    """What a command body receives: the service context, built by the set-up the Python API shares."""
 
-    def __init__(self, config: Path | None, profile: str | None, demo: bool = False) -> None:
-        from pfp_mlops.runtime_env import apply_offline_env
-        from pfp_mlops.settings import load_pipeline_config, load_settings
+    def __init__(self, config: Path | None, profile: str | None, demo: bool = False,
+                 overrides: list[str] | None = None, flags: list[Any] | None = None,
+                 device: str | None = None) -> None:
+        from pfp_mlops.overrides import parse_set
+        from pfp_mlops.session import open_context
 
-        self.settings = load_settings()
-        register_secrets(self.settings.secret_values())
-        profile = profile or ("demo" if demo and not os.environ.get("PFP_PROFILE") else None)
-        self.cfg = load_pipeline_config(self.settings, config=config, profile=profile)
-        home = self.settings.resolved_home()
-        if home.exists() and not home.is_dir():
-            from pfp_mlops.domain.errors import ConfigError
-
-            raise ConfigError(f"PFP_HOME: {home} exists and is not a folder")
-        setup_logging(self.settings.log_level, self.settings.log_format, home / "logs")
-        apply_offline_env(home)
-        from pfp_mlops.services.context import Context
-
-        self.ctx = Context(self.settings, self.cfg, progress=None)
+        self.ctx = open_context(config=config, profile=profile, demo=demo,
+                                overrides=[*parse_set(overrides or []), *(flags or [])], device=device)
+        self.settings = self.ctx.settings
+        self.cfg = self.ctx.cfg
 
 
 def run(
@@ -49,16 +41,22 @@ def run(
     profile: str | None = None,
     demo: bool = False,
     result_code: Callable[[Any], int] | None = None,
+    overrides: list[str] | None = None,
+    flags: list[Any] | None = None,
+    device: str | None = None,
 ) -> None:
-    """Execute and exit with the documented code. Never lets a traceback reach the user unless PFP_DEBUG=1."""
+    """Execute and exit with the documented code. Never lets a traceback reach the user unless PFP_DEBUG=1.
+
+    `overrides` are the `--set KEY=VALUE` strings, `flags` the command's own config overrides (pfp train's
+    `--epochs`, …; applied after them), `device` the `--device` flag (replaces PFP_DEVICE).
+    """
     import logging
 
     t0 = time.time()
     setup_logging("WARNING", "text", None)  # until settings are known
-    register_secrets()  # from the environment already: an error in the settings themselves must not print them
     log = logging.getLogger("pfp")
     try:
-        inv = Invocation(config, profile, demo)
+        inv = Invocation(config, profile, demo, overrides, flags, device)
         log = logging.getLogger("pfp")
         log.debug("%s: start", command)
         result = body(inv)

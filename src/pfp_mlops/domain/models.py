@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 SPLITS = ("train", "valid", "test")
@@ -30,6 +32,12 @@ class Result:
 
 @dataclass(frozen=True)
 class SplitManifest(Result):
+    """The current split: counts, the files `pfp split` wrote, the fingerprint, and (read back) every item.
+
+    `items` maps each image path (relative to the data folder) to `[content hash, split]`; it is what the leakage
+    check compares and is left out of `to_dict()` (100,000 items do not belong in `--json`), as it is of equality.
+    """
+
     fingerprint: str
     counts: dict[str, int]
     class_counts: dict[str, dict[str, int]]  # split -> class name -> boxes
@@ -38,6 +46,38 @@ class SplitManifest(Result):
     seed: int
     n_duplicates_grouped: int = 0
     moved: int | None = None  # items whose split differs from the previous manifest (None: no previous)
+    data_root: str | None = None
+    items: Mapping[str, Sequence[str]] = field(default_factory=dict, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _clean({f.name: getattr(self, f.name) for f in fields(self) if f.name != "items"})
+
+    def list_file(self, split: str) -> Path:
+        """The image list of one split (`dataset/<split>.txt`)."""
+        return Path(self.list_files[split])
+
+    @classmethod
+    def from_dict(cls, data: Any) -> SplitManifest:
+        """Parse `split_manifest.json`; ValueError naming the first missing or malformed field."""
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        for key, kind in (("fingerprint", str), ("counts", dict), ("data_yaml", str), ("list_files", dict)):
+            if not isinstance(data.get(key), kind):
+                raise ValueError(f"{key!r} missing or not a {kind.__name__}")
+        missing = [s for s in SPLITS if s not in data["list_files"]]
+        if missing:
+            raise ValueError(f"'list_files' has no {missing[0]!r} entry")
+        items = data.get("items")
+        items = {} if items is None else items
+        if not isinstance(items, dict):
+            raise ValueError("'items' is not an object")
+        return cls(
+            fingerprint=data["fingerprint"], counts={str(k): int(v) for k, v in data["counts"].items()},
+            class_counts=data.get("class_counts") or {}, data_yaml=data["data_yaml"],
+            list_files={str(k): str(v) for k, v in data["list_files"].items()}, seed=int(data.get("seed", 0)),
+            n_duplicates_grouped=int(data.get("n_duplicates_grouped", 0)), moved=data.get("moved"),
+            data_root=data.get("data_root"), items=items,
+        )
 
 
 @dataclass(frozen=True)
@@ -108,6 +148,7 @@ class RegisterResult(Result):
     decision: Decision
     evaluation: EvalResult
     model_uri: str
+    ledger_run_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +157,7 @@ class PromoteResult(Result):
     version: int
     decision: Decision
     alias: str
+    ledger_run_id: str | None = None  # the lifecycle entry of this action (services.lifecycle.annotate adds to it)
 
 
 @dataclass(frozen=True)
@@ -128,6 +170,7 @@ class ValidateResult(Result):
     challenger_eval: EvalResult | None = None
     champion_eval: EvalResult | None = None
     production: int | None = None
+    ledger_run_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +181,7 @@ class RollbackResult(Result):
     dry_run: bool
     reasons: list[str]
     alert: dict[str, Any] = field(default_factory=dict)
+    ledger_run_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -168,3 +212,4 @@ class RegressionResult(Result):
     production_eval: EvalResult | None = None
     previous_eval: EvalResult | None = None
     rollback: RollbackResult | None = None
+    ledger_run_id: str | None = None  # rolled back: the rollback's entry (it moved production); else the watch's

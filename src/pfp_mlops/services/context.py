@@ -7,32 +7,36 @@ import logging
 import os
 import subprocess
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pfp_mlops.settings import PipelineConfig, Settings
 
 if TYPE_CHECKING:
-    from pfp_mlops.adapters.mlflow_registry import Registry
+    from pfp_mlops.ports import RegistryPort
 
 log = logging.getLogger("pfp")
 
 
 @dataclass
 class Context:
+    """`registry_impl`: a registry to use instead of the configured MLflow store (tests, the API, notebooks pass
+    `adapters.memory_registry.MemoryRegistry`); built lazily from the settings when None."""
+
     settings: Settings
     cfg: PipelineConfig
     progress: Any = None  # optional callable(str) for live progress lines
     extra: dict[str, Any] = field(default_factory=dict)
+    registry_impl: RegistryPort | None = None
 
-    @cached_property
-    def registry(self) -> Registry:
-        from pfp_mlops.adapters.mlflow_registry import Registry
+    @property
+    def registry(self) -> RegistryPort:
+        """The registry port; the MLflow adapter (built once, on first use: importing mlflow costs ~2 s)."""
+        if self.registry_impl is None:
+            from pfp_mlops.adapters.mlflow_registry import Registry
 
-        r = self.cfg.registry
-        return Registry(self.settings, staging_alias=r.staging_alias, production_alias=r.production_alias,
-                        lifecycle_experiment=r.lifecycle_experiment)
+            self.registry_impl = Registry(self.settings, lifecycle_experiment=self.cfg.registry.lifecycle_experiment)
+        return self.registry_impl
 
     @property
     def model_name(self) -> str:

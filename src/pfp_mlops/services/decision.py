@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pfp_mlops.domain.errors import ConfigError, Inconclusive, PfpError
-from pfp_mlops.domain.models import Decision, EvalResult, ValidateResult
+from pfp_mlops.domain.models import Decision, EvalResult, SplitManifest, ValidateResult
 from pfp_mlops.domain.promotion_rule import finite, judge, ledger_facts, picture_title
-from pfp_mlops.services import ledger
+from pfp_mlops.domain.transitions import plan_record
+from pfp_mlops.services import lifecycle
 from pfp_mlops.services.context import Context
 
 if TYPE_CHECKING:
+    from pfp_mlops.adapters.yolo import SplitEvaluation
     from pfp_mlops.domain.detection_metrics import BootstrapResult
 
 log = logging.getLogger("pfp.decision")
@@ -35,14 +37,17 @@ def evidence_experiment(ctx: Context) -> str:
 
 
 def decide(ctx: Context, *, challenger_version: int, champion_version: int | None, challenger_eval: EvalResult,
-           champion_eval: EvalResult | None, manifest: dict[str, Any],
-           ledger_extra: dict[str, Any] | None = None) -> Decision:
+           champion_eval: EvalResult | None, manifest: SplitManifest,
+           ledger_extra: dict[str, Any] | None = None, challenger_records: SplitEvaluation | None = None,
+           champion_records: SplitEvaluation | None = None) -> Decision:
     """The validate decision with its evidence; raises Inconclusive (after a ledger entry) when the interval can't tell.
 
     `ledger_extra`, when given, receives `comparison_run_id` so the caller's ledger entry links to the evidence.
+    `challenger_records`/`champion_records`: the per-image records the caller already has (validate evaluates each
+    side once, through `services.evaluation.evaluate`); evaluated here when not given.
     """
     from pfp_mlops.domain.detection_metrics import paired_bootstrap
-    from pfp_mlops.services.evaluation import evaluate_version_detailed
+    from pfp_mlops.services.evaluation import evaluate
 
     g = ctx.cfg.gates.validate_
     if g.decision in ("bootstrap", "guarded") and g.metric != "map50":
@@ -55,8 +60,8 @@ def decide(ctx: Context, *, challenger_version: int, champion_version: int | Non
             ledger_extra.update(ledger_facts(first))
         return first
     reg, name = ctx.registry, ctx.model_name
-    c = evaluate_version_detailed(ctx, reg.version(name, challenger_version), manifest)
-    p = evaluate_version_detailed(ctx, reg.version(name, champion_version), manifest)
+    c = challenger_records or evaluate(ctx, reg.version(name, challenger_version), manifest)
+    p = champion_records or evaluate(ctx, reg.version(name, champion_version), manifest)
     if c.images != p.images or c.result.protocol_fingerprint != p.result.protocol_fingerprint:
         raise PfpError("champion and challenger records cover different images or protocols; cannot pair them")
     boot = paired_bootstrap(p.records, c.records, n_resamples=g.bootstrap_resamples, seed=g.bootstrap_seed)
@@ -70,12 +75,13 @@ def decide(ctx: Context, *, challenger_version: int, champion_version: int | Non
         metrics = {"challenger_map50": challenger_eval.map50, "champion_map50": champion_eval.map50,
                    "delta_map50": boot.point_delta, "delta_ci_low": boot.ci_low, "delta_ci_high": boot.ci_high,
                    "required_delta": decision.metrics.get("required_delta")}
-        ledger.record(ctx, "validate", from_version=champion_version, to_version=challenger_version,
-                      decision=decision, outcome="inconclusive", metrics=metrics,
-                      extra={**(ledger_extra or {}), **ledger_facts(decision), "comparison_run_id": run_id})
+        entry = lifecycle.record(ctx, plan_record(
+            name, "validate", "inconclusive", from_version=champion_version, to_version=challenger_version,
+            decision=decision, metrics=metrics,
+            extra={**(ledger_extra or {}), **ledger_facts(decision), "comparison_run_id": run_id}))
         _alert_inconclusive(ctx, decision, challenger_version, champion_version)
         result = ValidateResult(name, challenger_version, champion_version, decision, "inconclusive",
-                                challenger_eval, champion_eval, production=champion_version)
+                                challenger_eval, champion_eval, production=champion_version, ledger_run_id=entry)
         raise Inconclusive(f"challenger v{challenger_version} vs production v{champion_version}: verdict "
                            f"inconclusive, nothing changed: {'; '.join(decision.reasons)}", decision=result)
     return decision

@@ -4,8 +4,9 @@ Cache rule: a result is reused only when its protocol fingerprint (protocol sett
 + library versions) equals the current one, never across fingerprints. Three places hold results:
 
 * version tag `pfp.eval.<fingerprint>`: the EvalResult as JSON, plus `records`, the URI of the per-image records;
-* artifact `eval/<fingerprint>.json` of the version's run: the per-image records (RECORDS_FORMAT below), so mAP50
-  can be recomputed and the bootstrap can pair champion and challenger on another machine;
+* artifact `eval/<weights sha256[:16]>/<fingerprint>.json` of the version's run: the per-image records
+  (RECORDS_FORMAT below), so mAP50 can be recomputed and the bootstrap can pair champion and challenger on another
+  machine; one folder per weights, so two versions registered from one training run keep their own records;
 * `<PFP_HOME>/cache/eval/<fingerprint>/<weights sha256>.json`: the same file, content-addressed, because `register`
   evaluates weights before a version (and its tag) exists.
 """
@@ -15,14 +16,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import tempfile
 from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pfp_mlops.domain.errors import InfraError, NotFoundError, PfpError
-from pfp_mlops.domain.models import EvalResult, ModelVersionInfo
+from pfp_mlops.domain.models import EvalResult, ModelVersionInfo, SplitManifest
+from pfp_mlops.fsutil import atomic_write_json
 from pfp_mlops.services.context import Context
 
 if TYPE_CHECKING:
@@ -39,17 +40,17 @@ def protocol(ctx: Context, split: str = "test") -> dict[str, Any]:
     return {"imgsz": e.imgsz, "batch": e.batch, "conf": e.conf, "iou": e.iou, "split": split}
 
 
-def fingerprint(ctx: Context, manifest: dict[str, Any], split: str = "test") -> str:
+def fingerprint(ctx: Context, manifest: SplitManifest, split: str = "test") -> str:
     from pfp_mlops.adapters import yolo
 
-    return yolo.protocol_fingerprint(protocol(ctx, split), manifest["fingerprint"])
+    return yolo.protocol_fingerprint(protocol(ctx, split), manifest.fingerprint)
 
 
-def evaluate_weights(ctx: Context, weights: Path, manifest: dict[str, Any], split: str = "test") -> EvalResult:
+def evaluate_weights(ctx: Context, weights: Path, manifest: SplitManifest, split: str = "test") -> EvalResult:
     return evaluate_weights_detailed(ctx, weights, manifest, split).result
 
 
-def evaluate_weights_detailed(ctx: Context, weights: Path, manifest: dict[str, Any], split: str = "test", *,
+def evaluate_weights_detailed(ctx: Context, weights: Path, manifest: SplitManifest, split: str = "test", *,
                               label: str | None = None) -> SplitEvaluation:
     """Evaluate weights on a split (result + per-image records), reusing the local copy for the same bytes."""
     from pfp_mlops.adapters import yolo
@@ -63,13 +64,13 @@ def evaluate_weights_detailed(ctx: Context, weights: Path, manifest: dict[str, A
     ctx.say(f"evaluating {label or weights} on the {split} split")
     e = ctx.cfg.evaluation
     ev = yolo.evaluate_detailed(
-        weights, data_yaml=manifest["data_yaml"], split=split, split_fingerprint=manifest["fingerprint"],
+        weights, data_yaml=manifest.data_yaml, split=split, split_fingerprint=manifest.fingerprint,
         class_names=list(ctx.cfg.data.classes), imgsz=e.imgsz, batch=e.batch, conf=e.conf, iou=e.iou,
         device=ctx.settings.device, workdir=ctx.home / "eval",
     )
     if ev.result.protocol_fingerprint != fp:  # the adapter computes it from the same inputs: a bug if not
         raise PfpError(f"evaluation fingerprint {ev.result.protocol_fingerprint} != expected {fp}")
-    _atomic_write(local, records_payload(ev, weights_sha256=local.stem))
+    atomic_write_json(local, records_payload(ev, weights_sha256=local.stem))
     return ev
 
 
@@ -85,8 +86,9 @@ def weights_for_version(ctx: Context, info: ModelVersionInfo) -> Path:
     return found[0]
 
 
-def evaluate_version(ctx: Context, info: ModelVersionInfo, manifest: dict[str, Any]) -> EvalResult:
-    """A registered version on the current TEST split; a cached result is reused only for the same fingerprint."""
+def evaluate_version(ctx: Context, info: ModelVersionInfo, manifest: SplitManifest) -> EvalResult:
+    """The summary only: the cached result of the version's tag when its fingerprint matches (no download), else
+    `evaluate(...)`. For promote and the regression watch, which compare summaries."""
     fp = fingerprint(ctx, manifest)
     memo = ctx.extra.get(_MEMO, {}).get((info.name, info.version, fp))
     if memo is not None:
@@ -94,14 +96,16 @@ def evaluate_version(ctx: Context, info: ModelVersionInfo, manifest: dict[str, A
     cached = _tag_result(info.tags.get(EVAL_TAG_PREFIX + fp), fp)
     if cached is not None:
         return cached
-    return evaluate_version_detailed(ctx, info, manifest).result
+    return evaluate(ctx, info, manifest).result
 
 
-def evaluate_version_detailed(ctx: Context, info: ModelVersionInfo, manifest: dict[str, Any]) -> SplitEvaluation:
-    """Result and per-image records of a registered version on the current TEST split (what the bootstrap needs).
+def evaluate(ctx: Context, info: ModelVersionInfo, manifest: SplitManifest) -> SplitEvaluation:
+    """The one evaluation entry point: result and per-image records of a registered version on the current TEST
+    split, together (validate pairs the records in the bootstrap and reports the result).
 
-    Reuses, in order: this command's earlier evaluation, the records the version's tag points to, the local copy for
-    the version's weights; else evaluates. The records end up as artifact `eval/<fingerprint>.json` of the version's
+    `info` is used as given (the caller read it in this command: no second read of the version). Reuses, in
+    order: this command's earlier evaluation, the records the version's tag points to, the local copy for the
+    version's weights; else evaluates. The records end up as artifact `eval/<fingerprint>.json` of the version's
     run and the tag points to them.
     """
     fp = fingerprint(ctx, manifest)
@@ -109,7 +113,6 @@ def evaluate_version_detailed(ctx: Context, info: ModelVersionInfo, manifest: di
     key = (info.name, info.version, fp)
     if key in memo:
         return memo[key]
-    info = ctx.registry.version(info.name, info.version)  # the tag may be newer than the caller's copy
     tag = _tag_json(info.tags.get(EVAL_TAG_PREFIX + fp))
     ev = None
     if tag and tag.get("records"):
@@ -119,15 +122,22 @@ def evaluate_version_detailed(ctx: Context, info: ModelVersionInfo, manifest: di
         ev = evaluate_weights_detailed(ctx, weights, manifest, label=f"{info.name} v{info.version}")
         uri = None
         if info.run_id:
+            sha = file_sha256(weights)
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / f"{fp}.json"
-                path.write_text(json.dumps(records_payload(ev, weights_sha256=file_sha256(weights))),
-                                encoding="utf-8")
-                uri = ctx.registry.log_run_artifact(info.run_id, path, RECORDS_DIR)
+                path.write_text(json.dumps(records_payload(ev, weights_sha256=sha)), encoding="utf-8")
+                # one folder per weights: two versions registered from one training run must not overwrite
+                # each other's records (the champion would be paired with the challenger's own records)
+                uri = ctx.registry.log_run_artifact(info.run_id, path, f"{RECORDS_DIR}/{sha[:16]}")
         ctx.registry.set_tags(info.name, info.version,
                               {EVAL_TAG_PREFIX + fp: json.dumps({**ev.result.to_dict(), "records": uri})})
     memo[key] = ev
     return ev
+
+
+def evaluate_version_detailed(ctx: Context, info: ModelVersionInfo, manifest: SplitManifest) -> SplitEvaluation:
+    """`evaluate` under its former name (kept for callers written before the one entry point)."""
+    return evaluate(ctx, info, manifest)
 
 
 def metric_tags(ev: EvalResult) -> dict[str, str]:
@@ -220,11 +230,3 @@ def _download_records(ctx: Context, uri: str, fp: str) -> SplitEvaluation | None
         except (NotFoundError, InfraError):  # gone (or a local store error): evaluate again
             return None
         return _load_records_file(path, fp)
-
-
-def _atomic_write(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(payload, f)
-    os.replace(tmp, path)

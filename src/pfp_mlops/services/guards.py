@@ -10,11 +10,10 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
 
 from pfp_mlops.domain.errors import GateFailed
 from pfp_mlops.domain.gates import leaked_test_items
-from pfp_mlops.domain.models import ModelVersionInfo
+from pfp_mlops.domain.models import ModelVersionInfo, SplitManifest
 from pfp_mlops.services.context import Context
 from pfp_mlops.services.split import MANIFEST
 
@@ -29,11 +28,11 @@ class LeakedTestSplit(GateFailed):
     """The current test split holds images a compared model was trained on (exit 10, nothing changed)."""
 
 
-def split_guard(ctx: Context, info: ModelVersionInfo, manifest: dict[str, Any], *, allow: bool,
+def split_guard(ctx: Context, info: ModelVersionInfo, manifest: SplitManifest, *, allow: bool,
                 role: str = "challenger") -> list[str]:
     """Refuse a model trained on another split than the current one, unless allowed; returns ledger reasons."""
     trained = info.tags.get("training_split_fingerprint") or "unknown"
-    current = manifest["fingerprint"]
+    current = manifest.fingerprint
     if trained == current:
         return []
     what = (f"{role} v{info.version} was trained on split {trained} but the current split is {current}")
@@ -45,20 +44,20 @@ def split_guard(ctx: Context, info: ModelVersionInfo, manifest: dict[str, Any], 
                         details={"trained_split": trained, "current_split": current, "version": info.version})
 
 
-def leakage_guard(ctx: Context, versions: list[tuple[str, ModelVersionInfo]], manifest: dict[str, Any]) -> list[str]:
+def leakage_guard(ctx: Context, versions: list[tuple[str, ModelVersionInfo]], manifest: SplitManifest) -> list[str]:
     """Refuse a comparison when the current TEST split holds images a compared model was trained on."""
     notes: list[str] = []
     leaks: list[str] = []
     for role, info in versions:
-        if info.tags.get("training_split_fingerprint") == manifest["fingerprint"]:
+        if info.tags.get("training_split_fingerprint") == manifest.fingerprint:
             continue  # trained on this very split: its test items were never in its training set
         trained = training_items(ctx, info)
         if trained is None:
             notes.append(f"leakage not checked for {role} v{info.version}: no training split manifest stored with it")
             continue
-        n = len(leaked_test_items(trained, manifest.get("items", {})))
+        n = len(leaked_test_items(trained, manifest.items))
         if n:
-            leaks.append(f"{n} of the current {manifest['counts']['test']} test images were in the train/valid "
+            leaks.append(f"{n} of the current {manifest.counts['test']} test images were in the train/valid "
                          f"sets of {role} v{info.version}")
     if leaks:
         raise LeakedTestSplit(f"comparison refused as leaked: {'; '.join(leaks)}; evaluate on a split that "
@@ -68,12 +67,12 @@ def leakage_guard(ctx: Context, versions: list[tuple[str, ModelVersionInfo]], ma
     return notes
 
 
-def store_training_manifest(ctx: Context, run_id: str, training_fp: str, manifest: dict[str, Any]) -> str | None:
+def store_training_manifest(ctx: Context, run_id: str, training_fp: str, manifest: SplitManifest) -> str | None:
     """At registration: log the training split's manifest to the training run; its URI goes on the version.
 
     Only when the current split is the one the model was trained on (otherwise the training manifest is gone).
     """
-    if not training_fp or training_fp != manifest["fingerprint"]:
+    if not training_fp or training_fp != manifest.fingerprint:
         return None
     src = ctx.cfg.paths.dataset_dir / MANIFEST
     if not src.is_file():

@@ -1,42 +1,20 @@
-"""The lifecycle ledger: every register, promote, validate decision, rollback and repair, as MLflow runs."""
+"""Reading the lifecycle ledger (writing it is `services.lifecycle`'s alone): the production history."""
 
 from __future__ import annotations
 
-import time
-from typing import Any
-
-from pfp_mlops.domain.models import Decision
-from pfp_mlops.services.context import Context, git_state, who
+from pfp_mlops.ports import entry_status
+from pfp_mlops.services.context import Context
 
 PRODUCTION_ACTIONS = ("validate", "rollback", "repair")
 
 
-def record(ctx: Context, action: str, *, from_version: int | None = None, to_version: int | None = None,
-           decision: Decision | None = None, outcome: str | None = None, metrics: dict[str, Any] | None = None,
-           extra: dict[str, Any] | None = None) -> str:
-    """Append one entry; returns the ledger run id."""
-    entry: dict[str, Any] = {
-        "action": action,
-        "model": ctx.model_name,
-        "from_version": from_version,
-        "to_version": to_version,
-        "outcome": outcome,
-        "passed": None if decision is None else str(decision.passed).lower(),
-        "reasons": None if decision is None else " | ".join(decision.reasons),
-        "who": who(),
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "seq": f"{time.time_ns()}",
-        **git_state(),
-        **(extra or {}),
-        "metrics": metrics or {},
-    }
-    return ctx.registry.append_ledger(entry)
-
-
 def production_history(ctx: Context) -> list[int]:
-    """Versions that became production, oldest first, read from the ledger."""
+    """Versions that became production, oldest first. Complete entries only: a pending one (a command killed
+    half-way) has not made anything production yet as far as `pfp rollback` is concerned."""
     out = []
     for e in ctx.registry.ledger(ctx.model_name):
+        if entry_status(e) != "complete":
+            continue
         if e.get("action") in PRODUCTION_ACTIONS and e.get("outcome") in ("promoted", "rolled_back", "repaired") \
                 and e.get("to_version"):
             try:

@@ -23,7 +23,6 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,7 +31,9 @@ from typing import Any
 
 from pfp_mlops.domain.errors import PfpError, UserError
 from pfp_mlops.domain.models import PipelineResult, StepOutcome
+from pfp_mlops.fsutil import atomic_write_json
 from pfp_mlops.services.context import Context
+from pfp_mlops.uris import public_uri
 
 STEPS = ("split", "train", "register", "promote", "validate")
 STATE_FILE = "pipeline_state.json"
@@ -93,14 +94,6 @@ def data_fingerprint(data_dir: Path) -> str:
     return digest(entries)
 
 
-def _public_uri(uri: str) -> str:
-    """The tracking URI without credentials (the fingerprint is stored in a plain file)."""
-    scheme, sep, rest = uri.partition("://")
-    if sep and "@" in rest.split("/", 1)[0]:
-        rest = rest.split("@", 1)[1]
-    return f"{scheme}{sep}{rest}"
-
-
 @dataclass(frozen=True)
 class Selection:
     """Which steps run-all may run, and which it must run."""
@@ -147,15 +140,7 @@ def read_state(path: Path) -> dict[str, Any]:
 
 def write_state(path: Path, steps: dict[str, Any]) -> None:
     """Atomic (write + rename): an interrupted run never leaves a half-written state."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({"version": STATE_VERSION, "steps": steps}, fh, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_json(path, {"version": STATE_VERSION, "steps": steps}, indent=1, sort_keys=True)
 
 
 @contextlib.contextmanager
@@ -212,7 +197,8 @@ class Step:
 def _steps(ctx: Context, results: dict[str, Any], *, t_start: float) -> list[Step]:
     cfg, settings = ctx.cfg, ctx.settings
     budget = cfg.pipeline.budget_s
-    registry_target = {"tracking_uri": _public_uri(settings.tracking_uri()), "model_name": ctx.model_name,
+    # credentials dropped, not masked: the form these fingerprints have always hashed
+    registry_target = {"tracking_uri": public_uri(settings.tracking_uri(), mask=""), "model_name": ctx.model_name,
                        "registry": cfg.section("registry")}
 
     def split_inputs() -> Any:
@@ -227,15 +213,16 @@ def _steps(ctx: Context, results: dict[str, Any], *, t_start: float) -> list[Ste
             "fingerprint": m.fingerprint}
 
     def split_present(result: Any) -> bool:
-        from pfp_mlops.services.split import MANIFEST
+        from pfp_mlops.services.split import read_manifest
 
-        path = cfg.paths.dataset_dir / MANIFEST
         try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
+            manifest = read_manifest(cfg.paths.dataset_dir)
+        except UserError:  # damaged: not cached, the split runs again
             return False
-        files = [Path(p) for p in manifest.get("list_files", {}).values()] + [Path(manifest.get("data_yaml", ""))]
-        return manifest.get("fingerprint") == (result or {}).get("fingerprint") and all(f.is_file() for f in files)
+        if manifest is None:
+            return False
+        files = [Path(p) for p in manifest.list_files.values()] + [Path(manifest.data_yaml)]
+        return manifest.fingerprint == (result or {}).get("fingerprint") and all(f.is_file() for f in files)
 
     def train_inputs() -> Any:
         return {"split": results.get("split"), "train": cfg.section("train"), "device": settings.device,

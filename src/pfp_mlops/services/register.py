@@ -11,8 +11,9 @@ from pathlib import Path
 
 from pfp_mlops.domain.errors import GateFailed
 from pfp_mlops.domain.gates import register_gate
-from pfp_mlops.domain.models import Decision, RegisterResult
-from pfp_mlops.services import ledger
+from pfp_mlops.domain.models import Decision, RegisterResult, SplitManifest
+from pfp_mlops.domain.transitions import plan_record
+from pfp_mlops.services import lifecycle
 from pfp_mlops.services.context import Context, git_state, who
 from pfp_mlops.services.evaluation import EVAL_TAG_PREFIX, evaluate_weights, metric_tags
 from pfp_mlops.services.guards import SPLIT_MANIFEST_TAG, store_training_manifest
@@ -36,8 +37,8 @@ def run_register(ctx: Context, *, training_info: Path | None = None, check_env: 
     metrics = {"map50": ev.map50, "map50_95": ev.map50_95, "recall": ev.recall, "precision": ev.precision}
 
     def refuse(d: Decision, outcome: str) -> GateFailed:
-        ledger.record(ctx, "register", decision=d, outcome=outcome, metrics=metrics,
-                      extra={"training_run_id": info["run_id"]})
+        lifecycle.record(ctx, plan_record(ctx.model_name, "register", outcome, decision=d, metrics=metrics,
+                                          extra={"training_run_id": info["run_id"]}))
         return GateFailed(f"not registered: {'; '.join(d.reasons)}", decision=d)
 
     if not decision.passed:
@@ -85,7 +86,7 @@ def run_register(ctx: Context, *, training_info: Path | None = None, check_env: 
         "stage": "candidate",
         **metric_tags(ev),
         EVAL_TAG_PREFIX + ev.protocol_fingerprint: json.dumps(ev.to_dict()),
-        "split_fingerprint": manifest["fingerprint"],
+        "split_fingerprint": manifest.fingerprint,
         "training_split_fingerprint": training_fp,
         "training_run_id": info["run_id"],
         "registered_by": who(),
@@ -107,14 +108,15 @@ def run_register(ctx: Context, *, training_info: Path | None = None, check_env: 
     if declared:
         tags["production_runtime"] = "; ".join(declared)
     version = ctx.registry.register(ctx.model_name, model_uri, info["run_id"], {k: str(v) for k, v in tags.items()})
-    ledger.record(ctx, "register", to_version=version, decision=decision, outcome="registered", metrics=metrics,
-                  extra={"training_run_id": info["run_id"]})
+    entry = lifecycle.record(ctx, plan_record(ctx.model_name, "register", "registered", to_version=version,
+                                              decision=decision, metrics=metrics,
+                                              extra={"training_run_id": info["run_id"]}))
     return RegisterResult(name=ctx.model_name, version=version, decision=decision, evaluation=ev,
-                          model_uri=f"models:/{ctx.model_name}/{version}")
+                          model_uri=f"models:/{ctx.model_name}/{version}", ledger_run_id=entry)
 
 
-def _sample_image(manifest: dict) -> Path:
-    test_list = Path(manifest["list_files"]["test"])
+def _sample_image(manifest: SplitManifest) -> Path:
+    test_list = manifest.list_file("test")
     first = next((ln for ln in test_list.read_text().splitlines() if ln.strip()), None)
     if first is None:
         raise GateFailed("runtime check: the test split has no image to predict on")

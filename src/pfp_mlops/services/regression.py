@@ -11,7 +11,8 @@ from pfp_mlops.domain.errors import Inconclusive, NotFoundError, RegressionRolle
 from pfp_mlops.domain.gates import regression_check
 from pfp_mlops.domain.models import Decision, RegressionResult
 from pfp_mlops.domain.rollback_policy import previous_production
-from pfp_mlops.services import ledger
+from pfp_mlops.domain.transitions import plan_record
+from pfp_mlops.services import ledger, lifecycle
 from pfp_mlops.services.context import Context
 from pfp_mlops.services.evaluation import evaluate_version
 from pfp_mlops.services.guards import leakage_guard
@@ -40,18 +41,19 @@ def run_regression_watch(ctx: Context, *, tolerance: float = 0.0) -> RegressionR
     metric = ctx.cfg.gates.validate_.metric
     decision = regression_check(p_eval, q_eval, metric=metric, tolerance=tolerance)
     metrics = {f"production_{metric}": p_eval.metric(metric), f"previous_{metric}": q_eval.metric(metric)}
-    extra = {"mode": "against_previous", "split_fingerprint": manifest["fingerprint"], "tolerance": tolerance,
+    extra = {"mode": "against_previous", "split_fingerprint": manifest.fingerprint, "tolerance": tolerance,
              **({"guard": " | ".join(notes)} if notes else {})}
     outcome = {"rollback": "regression", "keep": "kept"}.get(decision.verdict or "", "inconclusive")
-    ledger.record(ctx, "validate", from_version=current, to_version=previous, decision=decision, outcome=outcome,
-                  metrics=metrics, extra=extra)
+    entry = lifecycle.record(ctx, plan_record(name, "validate", outcome, from_version=current, to_version=previous,
+                                              decision=decision, metrics=metrics, extra=extra))
     if decision.verdict == "inconclusive":
-        result = RegressionResult(name, current, previous, decision, "nothing", p_eval, q_eval)
+        result = RegressionResult(name, current, previous, decision, "nothing", p_eval, q_eval, ledger_run_id=entry)
         raise Inconclusive(f"regression watch: {'; '.join(decision.reasons)}", decision=result)
     if not decision.passed:
-        return RegressionResult(name, current, previous, decision, "kept", p_eval, q_eval)
+        return RegressionResult(name, current, previous, decision, "kept", p_eval, q_eval, ledger_run_id=entry)
     why = f"regression: {decision.reasons[0]}"
     rb = run_rollback(ctx, to_version=previous, reason=why, expected_current=current, event="regression")
-    result = RegressionResult(name, current, previous, decision, "rolled_back", p_eval, q_eval, rb)
+    result = RegressionResult(name, current, previous, decision, "rolled_back", p_eval, q_eval, rb,
+                              ledger_run_id=rb.ledger_run_id)
     raise RegressionRolledBack(f"production v{current} regressed ({decision.reasons[0]}); rolled back to "
                                f"v{previous}; alert webhook: {rb.alert.get('webhook')}", result=result)

@@ -8,7 +8,8 @@ from pfp_mlops.adapters.alerts import send_alert
 from pfp_mlops.domain.errors import ConcurrentPromotion, GateFailed, NotFoundError, UserError
 from pfp_mlops.domain.models import RollbackResult
 from pfp_mlops.domain.rollback_policy import check_target, previous_production
-from pfp_mlops.services import ledger
+from pfp_mlops.domain.transitions import plan_rollback
+from pfp_mlops.services import ledger, lifecycle
 from pfp_mlops.services.context import Context
 from pfp_mlops.services.evaluation import weights_for_version
 from pfp_mlops.services.split import read_manifest
@@ -22,10 +23,11 @@ def run_rollback(ctx: Context, *, to_version: int | None = None, dry_run: bool =
     decided on (the regression watch); a different one means someone else moved it (exit 12)."""
     from pfp_mlops.adapters import packaging
 
-    reg, rc, name = ctx.registry, ctx.cfg.registry, ctx.model_name
+    reg, names, name = ctx.registry, lifecycle.names(ctx), ctx.model_name
     if not reg.model_exists(name):
         raise NotFoundError(f"registered model {name!r} not found")
-    current = reg.alias_version(name, rc.production_alias)
+    holders = reg.aliases(name)
+    current = holders.get(names.production)
     if expected_current is not None and current != expected_current:
         raise ConcurrentPromotion(f"production of {name} moved to {current} since the decision (expected "
                                   f"{expected_current}); nothing changed")
@@ -43,23 +45,17 @@ def run_rollback(ctx: Context, *, to_version: int | None = None, dry_run: bool =
         reasons.append(f"forced: version {target} fails the pre-flight load")
     else:
         reasons.append(f"pre-flight: v{target} loads and predicts in a fresh process ({check.get('seconds')}s)")
+    plan = plan_rollback(name, names, holders, target, reason=reason, forced=force, event=event)
     if dry_run:
-        return RollbackResult(name, current, target, True, ["dry run: nothing changed", *reasons])
-    reg.move_alias(name, rc.production_alias, target, expected=current)
-    reg.set_tags(name, target, {"stage": "production"})
-    if current is not None:
-        reg.set_tags(name, current, {"stage": "rolled_back", "rolled_back_reason": reason})
-    staging = reg.alias_version(name, rc.staging_alias)
-    if staging == target:
-        reg.move_alias(name, rc.staging_alias, None, expected=staging)
-    ledger.record(ctx, "rollback", from_version=current, to_version=target, outcome="rolled_back",
-                  extra={"reason": reason, "forced": str(force).lower()})
+        return RollbackResult(name, current, target, True, ["dry run: nothing changed", *reasons,
+                                                            *(f"would set {x}" for x in plan.describe())])
+    entry = lifecycle.apply(ctx, plan)
     alert = send_alert(
         {"event": event, "model": name, "from_version": current, "to_version": target, "reason": reason,
          "summary": f"pfp: {name} production rolled back from v{current} to v{target} ({reason})"},
         alerts_file=ctx.home / "alerts.jsonl", webhook_url=ctx.settings.alert_webhook_url,
     )
-    return RollbackResult(name, current, target, False, reasons, alert)
+    return RollbackResult(name, current, target, False, reasons, alert, ledger_run_id=entry)
 
 
 def _sample_image(ctx: Context) -> Path | None:
@@ -67,7 +63,7 @@ def _sample_image(ctx: Context) -> Path | None:
     manifest = read_manifest(ctx.cfg.paths.dataset_dir)
     if manifest is None:
         return None
-    test_list = Path(manifest.get("list_files", {}).get("test", ""))
+    test_list = manifest.list_file("test")
     if not test_list.is_file():
         return None
     first = next((ln.strip() for ln in test_list.read_text().splitlines() if ln.strip()), None)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -14,6 +13,7 @@ import yaml
 from pfp_mlops.domain.errors import DataError
 from pfp_mlops.domain.models import SPLITS, SplitManifest
 from pfp_mlops.domain.split_policy import assign_all, split_fingerprint
+from pfp_mlops.fsutil import atomic_write_text
 from pfp_mlops.services.dataset import check_items, read_csv
 from pfp_mlops.settings import PipelineConfig
 
@@ -58,7 +58,7 @@ def run_split(cfg: PipelineConfig) -> SplitManifest:
     previous = read_manifest(out_dir)
     moved = None
     if previous is not None:
-        old = previous.get("items", {})
+        old = previous.items
         moved = sum(1 for it, s in zip(items, splits, strict=True) if it.image in old and old[it.image][1] != s)
 
     lists: dict[str, list[str]] = {s: [] for s in SPLITS}
@@ -76,10 +76,11 @@ def run_split(cfg: PipelineConfig) -> SplitManifest:
         seed=cfg.split.seed,
         n_duplicates_grouped=n_moved_dupes,
         moved=moved,
+        data_root=str(data_root),
     )
     for s in SPLITS:
-        _atomic_write(out_dir / f"{s}.txt", "\n".join(lists[s]) + "\n")
-    _atomic_write(
+        atomic_write_text(out_dir / f"{s}.txt", "\n".join(lists[s]) + "\n")
+    atomic_write_text(
         data_yaml,
         yaml.safe_dump(
             {"path": str(out_dir.resolve()), "train": "train.txt", "val": "valid.txt", "test": "test.txt",
@@ -87,8 +88,8 @@ def run_split(cfg: PipelineConfig) -> SplitManifest:
             sort_keys=False,
         ),
     )
-    head = manifest.to_dict() | {"data_root": str(data_root)}
-    _atomic_write(out_dir / MANIFEST, _manifest_json(head, ((it.image, it.content_hash, s)
+    head = manifest.to_dict()
+    atomic_write_text(out_dir / MANIFEST, _manifest_json(head, ((it.image, it.content_hash, s)
                                                             for it, s in zip(items, splits, strict=True))))
     return manifest
 
@@ -106,31 +107,22 @@ def _manifest_json(head: dict, items: Iterable[tuple[str, str, str]]) -> str:
     return f"{text[:-2]},\n \"items\": {{\n{body}\n }}\n}}" if body else json.dumps(head | {"items": {}}, indent=1)
 
 
-def read_manifest(dataset_dir: Path) -> dict | None:
+def read_manifest(dataset_dir: Path) -> SplitManifest | None:
+    """The manifest `pfp split` wrote in `dataset_dir`, or None when there is none; a damaged one is a DataError."""
     path = dataset_dir / MANIFEST
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return SplitManifest.from_dict(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, json.JSONDecodeError):
         raise DataError(f"{path}: unreadable split manifest; run `pfp split` again") from None
+    except ValueError as e:
+        raise DataError(f"{path}: malformed split manifest ({e}); run `pfp split` again") from None
 
 
-def current_split(cfg: PipelineConfig) -> dict:
+def current_split(cfg: PipelineConfig) -> SplitManifest:
     """The manifest of the current split, or a clear error telling the user to run `pfp split`."""
     m = read_manifest(cfg.paths.dataset_dir)
     if m is None:
         raise DataError(f"no split found in {cfg.paths.dataset_dir}/; run `pfp split` first")
     return m
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Write next to the target and rename: a crash never leaves a half-written list or manifest."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

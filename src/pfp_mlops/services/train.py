@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from pfp_mlops.domain import study_budget
-from pfp_mlops.domain.models import TrainResult
+from pfp_mlops.domain.models import SplitManifest, TrainResult
 from pfp_mlops.services.context import Context, git_state, who
 from pfp_mlops.services.split import current_split
 from pfp_mlops.services.train_outputs import TRAINING_INFO, read_training_info, training_info_path
@@ -43,8 +43,8 @@ def optuna_storage_url(ctx: Context) -> str:
 class _Search:
     """One `pfp train` (or `--worker`): the study, the parent run, the loop over the trials of this process."""
 
-    def __init__(self, ctx: Context, manifest: dict[str, Any], time_budget_s: float | None, *,
-                 n_trials: int | None = None, worker: bool = False, tracking: bool = True) -> None:
+    def __init__(self, ctx: Context, manifest: SplitManifest, time_budget_s: float | None, *,
+                 worker: bool = False, tracking: bool = True) -> None:
         from pfp_mlops.adapters import tracking as tracking_adapter
         from pfp_mlops.adapters import tuner
         from pfp_mlops.services.train_workers import worker_id
@@ -52,8 +52,7 @@ class _Search:
         self.ctx = ctx
         self.manifest = manifest
         self.tc = ctx.cfg.train
-        sc = ctx.cfg.train.search
-        self.sc = sc if n_trials is None else sc.model_copy(update={"n_trials": n_trials})  # --trials N
+        self.sc = ctx.cfg.train.search
         self.worker = worker_id(ctx)
         self.ran: list[int] = []  # trial numbers this process ran
         self.reaped: list[dict[str, Any]] = []
@@ -63,7 +62,7 @@ class _Search:
         self.deadline = self.t0 + min(limits) if limits else None
         self.trial_epochs = self.sc.trial_epochs or self.tc.epochs
         self.runs_dir = ctx.cfg.paths.runs_dir.resolve()
-        self.study_name = self.sc.study_name or default_study_name(ctx.model_name, manifest["fingerprint"])
+        self.study_name = self.sc.study_name or default_study_name(ctx.model_name, manifest.fingerprint)
         self.storage = optuna_storage_url(ctx)
         from pfp_mlops.services import trackers
 
@@ -92,7 +91,7 @@ class _Search:
         return self.parent
 
     def create_parent_run(self) -> str:
-        tags = {"pfp.split_fingerprint": self.manifest["fingerprint"], "pfp.model_name": self.ctx.model_name,
+        tags = {"pfp.split_fingerprint": self.manifest.fingerprint, "pfp.model_name": self.ctx.model_name,
                 "pfp.registered_by": who(), "pfp.role": "study", "pfp.study_name": self.study_name,
                 "pfp.optuna_storage": self.storage_shown, **{f"pfp.{k}": v for k, v in git_state().items()}}
         parent = self.tracker.start(f"train-{time.strftime('%Y%m%d-%H%M%S')}", tags=tags)
@@ -109,6 +108,8 @@ class _Search:
             "heartbeat_interval_s": self.sc.parallel.heartbeat_interval_s,
             "heartbeat_grace_s": self.sc.parallel.heartbeat_grace_s, "stale_retries": self.sc.parallel.stale_retries,
             **{f"hp.{k}": v for k, v in self.tc.hyperparameters.items()},
+            # what --set / the train flags / Project overrides changed for this run (the values above are effective)
+            **({"overrides": _overrides_param(self.ctx)} if self.ctx.extra.get("config_overrides") else {}),
         })
         return parent
 
@@ -153,7 +154,13 @@ class _Search:
             self.runner.run_trial(baseline=study_budget.needs_baseline(trials))
 
 
-def run_train(ctx: Context, *, time_budget_s: float | None = None, n_trials: int | None = None) -> TrainResult:
+def _overrides_param(ctx: Context) -> str:
+    from pfp_mlops.overrides import summary
+
+    return summary(ctx.extra["config_overrides"])[:6000]  # MLflow's param value limit
+
+
+def run_train(ctx: Context, *, time_budget_s: float | None = None) -> TrainResult:
     """Run (or resume) the study, track every trial, keep the best weights (of any worker), write
     training_info.json: the finishing step of a study that `pfp train --worker` processes may share."""
     from pfp_mlops.services.train_outputs import finish
@@ -161,7 +168,7 @@ def run_train(ctx: Context, *, time_budget_s: float | None = None, n_trials: int
     manifest = current_split(ctx.cfg)
     runs_dir = ctx.cfg.paths.runs_dir.resolve()
     runs_dir.mkdir(parents=True, exist_ok=True)
-    s = _Search(ctx, manifest, time_budget_s, n_trials=n_trials)
+    s = _Search(ctx, manifest, time_budget_s)
     parent = s.start_parent()
     status = "FAILED"
     try:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pfp_mlops.domain.errors import DataError, TrainingFailed
-from pfp_mlops.domain.models import TrainResult
+from pfp_mlops.domain.models import SplitManifest, TrainResult
 from pfp_mlops.services.context import Context
 
 TRAINING_INFO = "training_info.json"
@@ -41,7 +41,7 @@ def read_training_info(ctx: Context, path: Path | None = None) -> dict[str, Any]
     return info
 
 
-def finish(s: Any, parent: str, manifest: dict[str, Any], runs_dir: Path) -> TrainResult:
+def finish(s: Any, parent: str, manifest: SplitManifest, runs_dir: Path) -> TrainResult:
     """Best trial across every process of the study → best.pt (optionally retrained) + training_info.json."""
     from pfp_mlops.adapters import yolo
 
@@ -92,8 +92,8 @@ def finish(s: Any, parent: str, manifest: dict[str, Any], runs_dir: Path) -> Tra
         "run_id": parent,
         "data_version": dv.md5,
         "weights": str(best_pt),
-        "split_fingerprint": manifest["fingerprint"],
-        "data_yaml": manifest["data_yaml"],
+        "split_fingerprint": manifest.fingerprint,
+        "data_yaml": manifest.data_yaml,
         "valid_metrics": valid_metrics,
         "params": params,
         "epochs": epochs,
@@ -131,5 +131,5 @@ def finish(s: Any, parent: str, manifest: dict[str, Any], runs_dir: Path) -> Tra
     s.progress.emit("end", message=f"best trial #{best.number}: valid mAP50 {best.value:.4f} "
                     f"({counts['complete']} complete, {counts['pruned']} pruned, {counts['fail']} failed)")
     return TrainResult(run_id=parent, weights=str(best_pt), training_info=str(info_path), valid_metrics=valid_metrics,
-                       params=params, split_fingerprint=manifest["fingerprint"], epochs=epochs, duration_s=duration,
+                       params=params, split_fingerprint=manifest.fingerprint, epochs=epochs, duration_s=duration,
                        study=study)

@@ -60,7 +60,7 @@ class TrialRunner:
                   "seed": s.tc.seed, "device": s.ctx.settings.device, **hyper}
         child = s.tracker.start(f"trial-{trial.number}", parent_id=s.parent, tags={
             "pfp.role": "trial", "pfp.study_name": s.study_name, "pfp.trial_number": trial.number,
-            "pfp.baseline": str(trial.baseline).lower(), "pfp.split_fingerprint": s.manifest["fingerprint"],
+            "pfp.baseline": str(trial.baseline).lower(), "pfp.split_fingerprint": s.manifest.fingerprint,
             **s.trial_tags(trial)})
         trial.set_attr("mlflow_run_id", child)
         s.tracker.params(child, params)
@@ -154,7 +154,7 @@ class TrialRunner:
         t0 = time.perf_counter()
         try:
             return yolo.train(
-                model_yaml=s.tc.model, data_yaml=s.manifest["data_yaml"],
+                model_yaml=s.tc.model, data_yaml=s.manifest.data_yaml,
                 project=s.runs_dir / "study" / _safe(s.study_name), name=name, epochs=epochs, imgsz=imgsz,
                 batch=batch, workers=s.tc.workers, seed=s.tc.seed, patience=s.tc.patience,
                 device=s.ctx.settings.device, amp=s.tc.amp, hyperparameters=hyper, on_epoch=on_epoch,

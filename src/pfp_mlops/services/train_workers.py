@@ -134,26 +134,33 @@ def run_reap(ctx: Any) -> ReapResult:
     return ReapResult(s.study_name, s.storage_shown, reaped, study_budget.summary(s.study.trials(), s.sc.n_trials))
 
 
-def run_status(ctx: Any, *, n_trials: int | None = None) -> StudyStatus:
-    s = open_search(ctx, n_trials=n_trials, tracking=False)
+def run_status(ctx: Any) -> StudyStatus:
+    s = open_search(ctx, tracking=False)
     pc = s.sc.parallel
     return StudyStatus(s.study_name, s.storage_shown, pc.heartbeat_interval_s, pc.heartbeat_grace_s,
                        study_budget.summary(s.study.trials(), s.sc.n_trials))
 
 
-def open_search(ctx: Any, *, n_trials: int | None = None, tracking: bool = True) -> Any:
+def open_search(ctx: Any, *, tracking: bool = True) -> Any:
     from pfp_mlops.services.split import current_split
     from pfp_mlops.services.train import _Search
 
-    return _Search(ctx, current_split(ctx.cfg), None, n_trials=n_trials, worker=True, tracking=tracking)
+    return _Search(ctx, current_split(ctx.cfg), None, worker=True, tracking=tracking)
 
 
-def run_worker(ctx: Any, *, n_trials: int | None = None, time_budget_s: float | None = None) -> WorkerResult:
+def _open(ctx: Any, time_budget_s: float | None) -> Any:
+    from pfp_mlops.services.split import current_split
+    from pfp_mlops.services.train import _Search
+
+    return _Search(ctx, current_split(ctx.cfg), time_budget_s, worker=True)
+
+
+def run_worker(ctx: Any, *, time_budget_s: float | None = None) -> WorkerResult:
     """Join the study: reap, then run trials until the study has n_trials finished ones or time is up.
 
     No best.pt, no training_info.json, no retrain: that is `pfp train`'s finishing step. The last worker to see
     the budget spent with nothing running ends the parent run; `pfp train` re-opens it to finish."""
-    s = open_search(ctx, n_trials=n_trials)
+    s = _open(ctx, time_budget_s)
     s.parent = study_parent(s)
     reaped = reap(s, sweep=True)
     s.progress.emit("start", message=f"worker {s.worker} joined study {s.study_name} ({s.storage_shown}): "
@@ -163,7 +170,8 @@ def run_worker(ctx: Any, *, n_trials: int | None = None, time_budget_s: float | 
     if study_budget.finished(trials) >= s.sc.n_trials and not any(t.state == "RUNNING" for t in trials):
         s.tracker.end(s.parent, "FINISHED")
     wall = time.time() - s.t0
-    timings = {**s.timings, "storage_s": s.study.storage_s, "storage_calls": s.study.storage_calls, "wall_s": wall,
+    timings = {**s.timings, "storage_open_s": s.study.open_s, "storage_s": s.study.storage_s,
+               "storage_calls": s.study.storage_calls, "wall_s": wall,
                "storage_per_trial_s": s.study.storage_s / max(len(s.ran), 1)}
     return WorkerResult(s.study_name, s.worker, s.parent, list(s.ran), reaped + s.reaped,
                         study_budget.summary(trials, s.sc.n_trials), round(wall, 2),

@@ -5,14 +5,14 @@ from typing import Annotated
 
 import typer
 
-from pfp_mlops.cli.options import ConfigOpt, JsonOpt, ProfileOpt
+from pfp_mlops.cli.options import ConfigOpt, JsonOpt, ProfileOpt, SetOpt
 
 
 def demo_data(
     out: Annotated[Path | None, typer.Option("--out", help="Folder to write (default: paths.data_dir).")] = None,
     n_images: Annotated[int | None, typer.Option("--n", min=8, max=100_000, help="Number of images.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed.")] = None,
-    config: ConfigOpt = None, profile: ProfileOpt = None, json: JsonOpt = False,
+    config: ConfigOpt = None, set_: SetOpt = None, profile: ProfileOpt = None, json: JsonOpt = False,
 ) -> None:
     """Generate the built-in synthetic 3-class dataset (rock, paper, scissors): images, labels, dataset_info.csv."""
     from pfp_mlops.cli import output
@@ -29,4 +29,4 @@ def demo_data(
         return {"csv": str(csv), "images": n, "classes": list(inv.cfg.data.classes)}
 
     run("demo-data", body, lambda r: output.kv("demo data", r.items()), json_out=json, config=config,
-        profile=profile, demo=True)
+        profile=profile, demo=True, overrides=set_)

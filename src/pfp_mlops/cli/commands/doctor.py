@@ -4,12 +4,12 @@ from typing import Annotated
 
 import typer
 
-from pfp_mlops.cli.options import ConfigOpt, JsonOpt, ProfileOpt
+from pfp_mlops.cli.options import ConfigOpt, JsonOpt, ProfileOpt, SetOpt
 
 
 def doctor(
     no_gpu: Annotated[bool, typer.Option("--no-gpu", help="Skip the GPU check (it imports torch, ~2 s).")] = False,
-    config: ConfigOpt = None,
+    config: ConfigOpt = None, set_: SetOpt = None,
     profile: ProfileOpt = None,
     json: JsonOpt = False,
 ) -> None:
@@ -29,4 +29,5 @@ def doctor(
     def render(r):
         output.table("pfp doctor", ("check", "status", "detail"), [(c.name, c.status, c.detail) for c in r.checks])
 
-    run("doctor", body, render, json_out=json, config=config, profile=profile, result_code=lambda r: r.exit_code)
+    run("doctor", body, render, json_out=json, config=config, profile=profile, result_code=lambda r: r.exit_code,
+        overrides=set_)

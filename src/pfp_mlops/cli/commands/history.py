@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from pfp_mlops.cli.options import ConfigOpt, JsonOpt, ProfileOpt
+from pfp_mlops.cli.options import ConfigOpt, JsonOpt, ProfileOpt, SetOpt
 
 
 def decision_cell(e: dict) -> str:
@@ -20,7 +20,7 @@ def decision_cell(e: dict) -> str:
 
 def history(
     limit: Annotated[int, typer.Option("--limit", "-n", help="How many entries, newest first.")] = 20,
-    config: ConfigOpt = None, profile: ProfileOpt = None, json: JsonOpt = False,
+    config: ConfigOpt = None, set_: SetOpt = None, profile: ProfileOpt = None, json: JsonOpt = False,
 ) -> None:
     """The lifecycle ledger: every register, promote, validate decision, rollback and repair, newest first."""
     from pfp_mlops.cli import output
@@ -38,4 +38,4 @@ def history(
                        decision_cell(e), e.get("who"), e.get("reasons") or e.get("reason") or e.get("changes"))
                       for e in entries])
 
-    run("history", body, render, json_out=json, config=config, profile=profile)
+    run("history", body, render, json_out=json, config=config, profile=profile, overrides=set_)

@@ -4,14 +4,14 @@ from typing import Annotated
 
 import typer
 
-from pfp_mlops.cli.options import AllowSplitMismatchOpt, ConfigOpt, JsonOpt, ProfileOpt
+from pfp_mlops.cli.options import AllowSplitMismatchOpt, ConfigOpt, JsonOpt, ProfileOpt, SetOpt
 
 
 def promote(
     version: Annotated[str | None, typer.Option("--version", help="Version to stage (default: latest candidate).")]
     = None,
     allow_split_mismatch: AllowSplitMismatchOpt = False,
-    config: ConfigOpt = None, profile: ProfileOpt = None, json: JsonOpt = False,
+    config: ConfigOpt = None, set_: SetOpt = None, profile: ProfileOpt = None, json: JsonOpt = False,
 ) -> None:
     """Move a version to staging (alias + stage tag) when it meets the staging thresholds."""
     from pfp_mlops.cli import output
@@ -30,4 +30,4 @@ def promote(
             return
         output.kv(f"{r.name} v{r.version} -> {r.alias}", [("gate", x) for x in r.decision.reasons])
 
-    run("promote", body, render, json_out=json, config=config, profile=profile)
+    run("promote", body, render, json_out=json, config=config, profile=profile, overrides=set_)

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from pfp_mlops.cli.options import ConfigOpt, JsonOpt, ProfileOpt
+from pfp_mlops.cli.options import ConfigOpt, JsonOpt, ProfileOpt, SetOpt
 
 
 def register(
@@ -14,7 +14,7 @@ def register(
     check_env: Annotated[bool, typer.Option("--check-env", help="Also predict in an isolated environment built from "
                                              "the model's own requirements (needs a package index).")] = False,
     env_manager: Annotated[str, typer.Option("--env-manager", help="For --check-env: uv, virtualenv or conda.")] = "uv",
-    config: ConfigOpt = None, profile: ProfileOpt = None, json: JsonOpt = False,
+    config: ConfigOpt = None, set_: SetOpt = None, profile: ProfileOpt = None, json: JsonOpt = False,
 ) -> None:
     """Evaluate on TEST, apply the minimum score, check production can load it, register a new version."""
     from pfp_mlops.cli import output
@@ -38,4 +38,4 @@ def register(
                                                          ("model uri", r.model_uri),
                                                          *(("gate", x) for x in r.decision.reasons)])
 
-    run("register", body, render, json_out=json, config=config, profile=profile)
+    run("register", body, render, json_out=json, config=config, profile=profile, overrides=set_)

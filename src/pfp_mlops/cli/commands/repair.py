@@ -4,14 +4,15 @@ from typing import Annotated
 
 import typer
 
-from pfp_mlops.cli.options import ConfigOpt, JsonOpt, ProfileOpt
+from pfp_mlops.cli.options import ConfigOpt, JsonOpt, ProfileOpt, SetOpt
 
 
 def repair(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the tag changes; change nothing.")] = False,
-    config: ConfigOpt = None, profile: ProfileOpt = None, json: JsonOpt = False,
+    config: ConfigOpt = None, set_: SetOpt = None, profile: ProfileOpt = None, json: JsonOpt = False,
 ) -> None:
-    """Reconcile the `stage` tags to the aliases (the aliases are the truth); recorded in the ledger."""
+    """Finish lifecycle entries a killed command left pending, then reconcile the `stage` tags to the aliases
+    (the aliases are the truth); recorded in the ledger."""
     from pfp_mlops.cli import output
     from pfp_mlops.cli.runner import run
 
@@ -22,7 +23,8 @@ def repair(
 
     def render(r):
         title = f"repair {r['model']}" + (" (dry run)" if r["dry_run"] else "")
-        rows = [(f"v{c['version']}", f"stage {c['from']} -> {c['to']} ({c['why']})") for c in r["changes"]]
+        rows = [(f"pending {p['action']}", f"{p['resolution']}: {p['why']}") for p in r.get("pending", [])]
+        rows += [(f"v{c['version']}", f"stage {c['from']} -> {c['to']} ({c['why']})") for c in r["changes"]]
         output.kv(title, rows or [("", "no drift: tags already follow the aliases")])
 
-    run("repair", body, render, json_out=json, config=config, profile=profile)
+    run("repair", body, render, json_out=json, config=config, profile=profile, overrides=set_)

@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from pfp_mlops.cli.options import ConfigOpt, JsonOpt, ProfileOpt
+from pfp_mlops.cli.options import ConfigOpt, JsonOpt, ProfileOpt, SetOpt
 
 
 def rollback(
@@ -13,7 +13,7 @@ def rollback(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would happen; change nothing.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Allow a rejected version.")] = False,
     reason: Annotated[str, typer.Option("--reason", help="Why, for the ledger and the alert.")] = "manual rollback",
-    config: ConfigOpt = None, profile: ProfileOpt = None, json: JsonOpt = False,
+    config: ConfigOpt = None, set_: SetOpt = None, profile: ProfileOpt = None, json: JsonOpt = False,
 ) -> None:
     """Put the previous (or a chosen) production version back; tags, ledger entry and alert."""
     from pfp_mlops.cli import output
@@ -29,4 +29,4 @@ def rollback(
         title = f"rollback {r.name}: v{r.from_version} -> v{r.to_version}" + (" (dry run)" if r.dry_run else "")
         output.kv(title, [*(("reason", x) for x in r.reasons), *(("alert " + k, v) for k, v in r.alert.items())])
 
-    run("rollback", body, render, json_out=json, config=config, profile=profile)
+    run("rollback", body, render, json_out=json, config=config, profile=profile, overrides=set_)

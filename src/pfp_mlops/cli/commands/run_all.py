@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from pfp_mlops.cli.options import ConfigOpt, DemoOpt, JsonOpt, ProfileOpt
+from pfp_mlops.cli.options import ConfigOpt, DemoOpt, JsonOpt, ProfileOpt, SetOpt
 
 _STEPS = "split, train, register, promote, validate"
 
@@ -18,7 +18,7 @@ def run_all(
                                                    help="Stop after STEP; later steps are not run.")] = None,
     wait: Annotated[float, typer.Option("--wait", metavar="SECONDS", min=0,
                                         help="How long to wait for another run-all of this project to finish.")] = 10.0,
-    config: ConfigOpt = None,
+    config: ConfigOpt = None, set_: SetOpt = None,
     profile: ProfileOpt = None,
     json: JsonOpt = False,
 ) -> None:
@@ -42,4 +42,4 @@ def run_all(
                      [(s.step, s.status, s.duration_s, s.summary) for s in r.steps])
 
     run("run-all", body, render, json_out=json, config=config, profile=profile, demo=demo,
-        result_code=lambda r: r.exit_code)
+        result_code=lambda r: r.exit_code, overrides=set_)

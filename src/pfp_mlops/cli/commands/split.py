@@ -1,9 +1,10 @@
 from __future__ import annotations
 
-from pfp_mlops.cli.options import ConfigOpt, DemoOpt, JsonOpt, ProfileOpt
+from pfp_mlops.cli.options import ConfigOpt, DemoOpt, JsonOpt, ProfileOpt, SetOpt
 
 
-def split(demo: DemoOpt = False, config: ConfigOpt = None, profile: ProfileOpt = None, json: JsonOpt = False) -> None:
+def split(demo: DemoOpt = False, config: ConfigOpt = None, set_: SetOpt = None, profile: ProfileOpt = None,
+          json: JsonOpt = False) -> None:
     """Assign each item of dataset_info.csv to train/valid/test by a stable hash; write lists, data.yaml, manifest."""
     from pfp_mlops.cli import output
     from pfp_mlops.cli.runner import run
@@ -23,4 +24,4 @@ def split(demo: DemoOpt = False, config: ConfigOpt = None, profile: ProfileOpt =
         if m.moved:
             output.console().print(f"[yellow]{m.moved} items changed split since the previous manifest[/]")
 
-    run("split", body, render, json_out=json, config=config, profile=profile, demo=demo)
+    run("split", body, render, json_out=json, config=config, profile=profile, demo=demo, overrides=set_)

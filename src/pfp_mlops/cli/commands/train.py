@@ -5,10 +5,8 @@ from typing import Annotated, Any
 
 import typer
 
-from pfp_mlops.cli.options import ConfigOpt, JsonOpt, ProfileOpt
+from pfp_mlops.cli.options import ConfigOpt, JsonOpt, ProfileOpt, SetOpt
 
-TrialsOpt = Annotated[int | None, typer.Option("--trials", min=1, help="Trials of the study in all (= "
-                                               "train.search.n_trials); a worker stops when the study has that many.")]
 WorkerOpt = Annotated[bool, typer.Option("--worker", help="Join the shared study (PFP_OPTUNA_STORAGE) and run trials "
                                          "until it has n_trials finished ones; no best.pt: `pfp train` finishes.")]
 ReapOpt = Annotated[bool, typer.Option("--reap", help="Fail the study's stale trials (no heartbeat for the grace "
@@ -17,29 +15,41 @@ StatusOpt = Annotated[bool, typer.Option("--status", help="Print the study: tria
                                          "far; then exit.")]
 
 
-def train(config: ConfigOpt = None, profile: ProfileOpt = None, json: JsonOpt = False, trials: TrialsOpt = None,
-          worker: WorkerOpt = False, reap: ReapOpt = False, status: StatusOpt = False) -> None:
+def train(
+    trials: Annotated[int | None, typer.Option("--trials", metavar="N",
+                                               help="Trials of the study (= train.search.n_trials); a worker stops "
+                                                    "when the study has that many.")] = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", metavar="SECONDS",
+                                                  help="Wall-clock budget (= train.search.timeout_s).")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", metavar="N", help="Epochs (= train.epochs).")] = None,
+    device: Annotated[str | None, typer.Option("--device", metavar="D",
+                                               help="cpu, auto, 0 or 0,1 (replaces PFP_DEVICE).")] = None,
+    worker: WorkerOpt = False, reap: ReapOpt = False, status: StatusOpt = False,
+    config: ConfigOpt = None, set_: SetOpt = None, profile: ProfileOpt = None, json: JsonOpt = False,
+) -> None:
     """Run (or resume) the Optuna study on the VALID split; every trial an MLflow child run; best weights +
     runs/training_info.json. With --worker, one of several processes sharing the study."""
     from pfp_mlops.cli import output
     from pfp_mlops.cli.runner import run
+    from pfp_mlops.overrides import train_flags
 
     if sum((worker, reap, status)) > 1:
         from pfp_mlops.cli.runner import usage_error
 
         raise typer.Exit(usage_error(typer.BadParameter("--worker, --reap and --status exclude each other"),
                                      sys.argv[1:]))
+    common = {"json_out": json, "config": config, "profile": profile, "overrides": set_,
+              "flags": train_flags(trials=trials, timeout=timeout, epochs=epochs), "device": device}
     if reap or status:
         from pfp_mlops.cli.commands.train_study import reap_or_status
 
-        return reap_or_status(reap=reap, n_trials=trials, config=config, profile=profile, json=json)
+        return reap_or_status(reap=reap, **common)
 
     def body(inv):
         from pfp_mlops.services.train import run_train
         from pfp_mlops.services.train_workers import run_worker
 
-        call = (lambda: run_worker(inv.ctx, n_trials=trials)) if worker else (lambda: run_train(inv.ctx,
-                                                                                              n_trials=trials))
+        call = (lambda: run_worker(inv.ctx)) if worker else (lambda: run_train(inv.ctx))
         if json or not sys.stderr.isatty():
             return call()  # plain log lines (CI, pipes)
         with LiveTrainDisplay() as display:
@@ -61,7 +71,7 @@ def train(config: ConfigOpt = None, profile: ProfileOpt = None, json: JsonOpt = 
                             ("epochs", r.epochs), *((f"valid {k}", v) for k, v in r.valid_metrics.items()),
                             ("duration s", r.duration_s)])
 
-    run("train", body, render, json_out=json, config=config, profile=profile)
+    run("train", body, render, **common)
 
 
 class LiveTrainDisplay:

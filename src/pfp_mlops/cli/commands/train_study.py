@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 
-def reap_or_status(*, reap: bool, n_trials: int | None, config: Path | None, profile: str | None,
-                   json: bool) -> None:
+def reap_or_status(*, reap: bool, **common: Any) -> None:
+    """`common`: the train command's run() arguments (config, profile, --set, the train flags, --json)."""
     from pfp_mlops.cli.runner import run
 
     def body(inv):
         from pfp_mlops.services.train_workers import run_reap, run_status
 
-        return run_reap(inv.ctx) if reap else run_status(inv.ctx, n_trials=n_trials)
+        return run_reap(inv.ctx) if reap else run_status(inv.ctx)
 
     def render(r):
         if reap:
@@ -27,7 +26,7 @@ def reap_or_status(*, reap: bool, n_trials: int | None, config: Path | None, pro
         render_status(r.study, r.storage, r.status, extra=[("heartbeat", f"every {r.heartbeat_interval_s}s, stale "
                                                                           f"after {r.heartbeat_grace_s}s")])
 
-    run("train", body, render, json_out=json, config=config, profile=profile)
+    run("train", body, render, **common)
 
 
 def render_status(study: str, storage: str, st: dict[str, Any], extra: list[tuple[str, Any]] = ()) -> None:

@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from pfp_mlops.cli.options import AllowSplitMismatchOpt, ConfigOpt, JsonOpt, ProfileOpt
+from pfp_mlops.cli.options import AllowSplitMismatchOpt, ConfigOpt, JsonOpt, ProfileOpt, SetOpt
 
 
 def decision_rows(m: dict, verdict: str | None) -> list[tuple[str, str]]:
@@ -88,7 +88,7 @@ def validate(
     tolerance: Annotated[float | None, typer.Option(
         "--tolerance", help="With --against previous: how much worse (absolute, gate metric) production may be "
                             "[default: gates.validate.regression_tolerance, 0]")] = None,
-    config: ConfigOpt = None, profile: ProfileOpt = None, json: JsonOpt = False,
+    config: ConfigOpt = None, set_: SetOpt = None, profile: ProfileOpt = None, json: JsonOpt = False,
 ) -> None:
     """Evaluate staging and production on the same test split; promote only if the gate is met, else reject."""
     from pfp_mlops.cli.runner import run
@@ -112,4 +112,4 @@ def validate(
     def render(r):
         (render_regression if hasattr(r, "previous") else render_validate)(r)
 
-    run("validate", body, render, json_out=json, config=config, profile=profile)
+    run("validate", body, render, json_out=json, config=config, profile=profile, overrides=set_)
