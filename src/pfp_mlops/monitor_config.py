@@ -60,11 +60,14 @@ class MonitorConfig(_Strict):
     decide: Literal["rollback", "alert"] = "rollback"  # `alert`: a failing verdict alerts but never rolls back
     drift: DriftConfig = DriftConfig()
 
-    @field_validator("window")
+    @field_validator("window", mode="before")
     @classmethod
-    def _window(cls, v: str) -> str:
-        parse_window(v)
-        return v
+    def _window(cls, v: object) -> str:
+        text = str(v) if isinstance(v, int) and not isinstance(v, bool) else v  # `window: 500` in YAML is an int
+        if not isinstance(text, str):
+            raise ValueError(f"window must be a duration like 1h or a number of predictions (got {v!r})")
+        parse_window(text)
+        return text
 
     @field_validator("label_wait")
     @classmethod

@@ -126,6 +126,7 @@ def test_config_and_parsing():
         with pytest.raises(ValueError):
             parse_window(bad)
     assert MonitorConfig(label_wait="0s").label_wait_s() == 0.0
+    assert MonitorConfig(window=500).window == "500"  # `window: 500` in a YAML file
     with pytest.raises(ValueError):
         MonitorConfig(window="1 fortnight")
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pfp_mlops.cli.options import ConfigOpt, JsonOpt, ProfileOpt
+from pfp_mlops.cli.options import ConfigOpt, JsonOpt, ProfileOpt, SetOpt
 
 app = typer.Typer(help="Watch production on the prediction log and delayed labels: pass / fail / inconclusive per "
                        "window; roll back on fail (exit 13).", no_args_is_help=True, rich_markup_mode=None)
@@ -59,7 +59,7 @@ def render_run(r) -> None:
 @app.command("run")
 def run_cmd(window: WindowOpt = None, since: SinceOpt = None, serve_url: ServeUrlOpt = None,
             log_dir: LogDirOpt = None, labels: LabelsOpt = None, config: ConfigOpt = None,
-            profile: ProfileOpt = None, json: JsonOpt = False) -> None:
+            set_: SetOpt = None, profile: ProfileOpt = None, json: JsonOpt = False) -> None:
     """Compute every closed window not computed yet; roll back on `failure_limit` failing windows (exit 13)."""
     from pfp_mlops.cli.runner import run
 
@@ -69,7 +69,7 @@ def run_cmd(window: WindowOpt = None, since: SinceOpt = None, serve_url: ServeUr
         return run_monitor(inv.ctx, window=window, since=parse_since(since), log_dir=log_dir, labels_dir=labels,
                            serve_url=serve_url)
 
-    run("monitor run", body, render_run, json_out=json, config=config, profile=profile)
+    run("monitor run", body, render_run, json_out=json, config=config, profile=profile, overrides=set_)
 
 
 @app.command("watch")
@@ -78,7 +78,7 @@ def watch_cmd(every: Annotated[str, typer.Option("--every", help="Interval betwe
                                                                               "forever).")] = None,
               window: WindowOpt = None, since: SinceOpt = None, serve_url: ServeUrlOpt = None,
               log_dir: LogDirOpt = None, labels: LabelsOpt = None, config: ConfigOpt = None,
-              profile: ProfileOpt = None, json: JsonOpt = False) -> None:
+              set_: SetOpt = None, profile: ProfileOpt = None, json: JsonOpt = False) -> None:
     """`monitor run` in a loop, for a service; an unreachable MLflow is retried next time. Exit 13 if it rolled back."""
     from pfp_mlops.cli.runner import run
 
@@ -94,13 +94,14 @@ def watch_cmd(every: Annotated[str, typer.Option("--every", help="Interval betwe
         output.kv("monitor watch", [("runs", r["runs"]), ("windows", r["windows"]), ("rollbacks", r["rollbacks"]),
                                     *(("error", e) for e in r["errors"])])
 
-    run("monitor watch", body, render, json_out=json, config=config, profile=profile,
+    run("monitor watch", body, render, json_out=json, config=config, profile=profile, overrides=set_,
         result_code=lambda r: 13 if r["rollbacks"] else 0)
 
 
 @app.command("status")
 def status_cmd(limit: Annotated[int, typer.Option("--limit", help="Windows per version.")] = 10,
-               config: ConfigOpt = None, profile: ProfileOpt = None, json: JsonOpt = False) -> None:
+               config: ConfigOpt = None, set_: SetOpt = None, profile: ProfileOpt = None,
+               json: JsonOpt = False) -> None:
     """The latest windows of each monitored version (from the state file; MLflow has the full series)."""
     from pfp_mlops.cli.runner import run
 
@@ -122,14 +123,14 @@ def status_cmd(limit: Annotated[int, typer.Option("--limit", help="Windows per v
         if not r["versions"]:
             output.console().print(f"no monitoring windows yet ({r['state']})")
 
-    run("monitor status", body, render, json_out=json, config=config, profile=profile)
+    run("monitor status", body, render, json_out=json, config=config, profile=profile, overrides=set_)
 
 
 @app.command("label-template")
 def label_template_cmd(out: Annotated[Path | None, typer.Option("--out", "-o", help="CSV to write (default: "
                                                                                    "stdout).")] = None,
-                       log_dir: LogDirOpt = None, config: ConfigOpt = None, profile: ProfileOpt = None,
-                       json: JsonOpt = False) -> None:
+                       log_dir: LogDirOpt = None, config: ConfigOpt = None, set_: SetOpt = None,
+                       profile: ProfileOpt = None, json: JsonOpt = False) -> None:
     """The logged images still missing a label (CSV: sha256, request, stored image, label path to write)."""
     from pfp_mlops.cli.runner import run
 
@@ -147,4 +148,4 @@ def label_template_cmd(out: Annotated[Path | None, typer.Option("--out", "-o", h
             sys.stderr.write(f"{r['missing']} image(s) without a label -> {r['out']} (labels go to "
                              f"{r['labels_dir']}/<sha256>.txt)\n")
 
-    run("monitor label-template", body, render, json_out=json, config=config, profile=profile)
+    run("monitor label-template", body, render, json_out=json, config=config, profile=profile, overrides=set_)
