@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pfp_mlops.adapters.mlflow_registry import translate_errors
-from pfp_mlops.domain.errors import NotFoundError
+from pfp_mlops.domain.errors import ConfigError, InfraError, NotFoundError
 from pfp_mlops.domain.prediction_log import Box
 
 
@@ -25,15 +25,16 @@ class PyfuncPredictor:
 
         self.uri = model_uri
         raw = os.environ.get("SERVING_MODEL_CONFIG")  # MLflow's own serving variable (scoring_server)
-        extra = {"model_config": json.loads(raw)} if raw else {}
+        try:
+            extra = {"model_config": json.loads(raw)} if raw else {}
+        except ValueError:
+            raise ConfigError("SERVING_MODEL_CONFIG is not a JSON object (e.g. {\"conf\": 0.1})") from None
         try:
             with translate_errors():
                 self.model = mlflow.pyfunc.load_model(model_uri, **extra)
-        except NotFoundError:
+        except (NotFoundError, InfraError):  # unknown version / store unreachable: already ours
             raise
         except Exception as e:  # noqa: BLE001 - a version without loadable artifacts: one clear error
-            if type(e).__name__ in ("InfraError",):
-                raise
             raise NotFoundError(f"{model_uri}: cannot load ({type(e).__name__}: {str(e)[:160]})") from None
 
     def predict(self, images: list[Path], *, batch: int = 32) -> list[tuple[int, int, tuple[Box, ...]]]:

@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from pfp_mlops.domain.errors import DataError
+from pfp_mlops.domain.models import SplitManifest
 from pfp_mlops.services.context import Context
 
 
-def test_images(manifest: dict[str, Any]) -> list[Path]:
-    lst = Path(manifest.get("list_files", {}).get("test", ""))
+def test_images(manifest: SplitManifest) -> list[Path]:
+    lst = manifest.list_file("test")
     if not lst.is_file():
         raise DataError(f"the split manifest names no test list ({lst}); run `pfp split`")
     out = []
@@ -67,7 +68,7 @@ def reference(ctx: Context, version: int, predictor_for: Any, store: Any = None,
 
     hist = histograms([_Im(*p) for p in preds], list(ctx.cfg.data.classes))
     info = ctx.registry.version(ctx.model_name, version)
-    data = {"version": version, "n_images": len(images), "split_fingerprint": manifest["fingerprint"],
+    data = {"version": version, "n_images": len(images), "split_fingerprint": manifest.fingerprint,
             "version_split_fingerprint": info.tags.get("split_fingerprint"), "histograms": hist}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
