@@ -218,14 +218,14 @@ JSON_CASES = {"csv missing", "csv non-utf8", "label class id", "config unknown k
               "repair unknown model", "history limit", "run-all unknown step", "validate tolerance",
               *(n for n in CASES if n.startswith("usage"))}
 COMMANDS = ["demo-data", "split", "train", "register", "promote", "validate", "rollback", "run-all", "status",
-            "history", "repair", "doctor"]
+            "history", "repair", "doctor", "monitor run", "monitor watch", "monitor status", "monitor label-template"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_prints_its_error_as_json(tmp_path: Path, command: str) -> None:
     """With --json, a failing command still prints one valid JSON object on stdout (and one line on stderr)."""
     with in_project(tmp_path, PFP_DEVICE="warp9"):
-        r = pfp(command, "--json")
+        r = pfp(*command.split(), "--json")
     assert r.exit_code == 2, r.output
     payload = json.loads(r.stdout)
     assert payload == {**payload, "ok": False, "command": command, "exit_code": 2}
