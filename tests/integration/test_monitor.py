@@ -402,3 +402,18 @@ def test_sigkill_mid_window_then_rerun_computes_each_window_once(project, tmp_pa
     for key in ("map50", "predictions", "verdict_code"):
         assert sorted(m.step for m in client().get_metric_history(run.info.run_id, key)) == [0, 1, 2], key
     assert [w["window"] for w in json.loads(state.read_text())["models"][MODEL]["3"]["windows"]] == ["n0", "n1", "n2"]
+
+
+def test_time_windows_and_late_lines(project):
+    """`--window 1h`: aligned hourly windows, each computed once; lines that arrive later for an hour already
+    computed are counted as late, never folded into a computed window."""
+    p = project("same")
+    replay(p, 3, t0=T0)
+    replay(p, 3, t0=T0 + 3600)
+    code, out = monitor(p, "--window", "1h")
+    assert code == 0, out
+    assert [(w["window"], w["predictions"], w["verdict"]) for w in out["result"]["windows"]] == [
+        (f"t{int(T0)}", WINDOW, "pass"), (f"t{int(T0) + 3600}", WINDOW, "pass")]
+    replay(p, 3, t0=T0 + 20)  # late: into the first hour
+    code, out = monitor(p, "--window", "1h")
+    assert code == 0 and out["result"]["windows"] == [] and out["result"]["late"] == {"3": WINDOW}, out

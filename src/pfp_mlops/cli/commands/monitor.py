@@ -44,6 +44,8 @@ def render_run(r) -> None:
     notes += [("problem", p) for p in [*lg.get("problems", []), *lb.get("problems", [])]]
     notes += [("unknown version", f"v{v}: {n} predictions skipped (not in the registry)")
               for v, n in r.unknown_versions.items()]
+    notes += [("late", f"v{v}: {n} predictions for windows already computed (counted, not used)")
+              for v, n in r.late.items()]
     notes += [("waiting", f"v{w['version']} {w['window']}: {w['labelled']}/{w['predictions']} labelled")
               for w in r.waiting]
     notes += [("alert", a["summary"]) for a in r.alerts]

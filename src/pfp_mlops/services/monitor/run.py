@@ -40,6 +40,7 @@ class MonitorResult(Result):
     log: dict[str, Any] = field(default_factory=dict)
     labels: dict[str, Any] = field(default_factory=dict)
     unknown_versions: dict[str, int] = field(default_factory=dict)  # version → predictions skipped
+    late: dict[str, int] = field(default_factory=dict)  # version → predictions for windows already computed
     alerts: list[dict[str, Any]] = field(default_factory=list)
     rollback: dict[str, Any] | None = None
     serving: dict[str, Any] | None = None
@@ -119,7 +120,10 @@ def run_monitor(ctx: Context, *, window: str | None = None, since: float | None 
             prev = previous_of(history, version)
             if prev is not None and prev not in known:
                 prev = None
-            for cut, preds in _candidates(vs, by_version[version], kind, size, now):
+            cands, late = _candidates(vs, by_version[version], kind, size, now)
+            if late:
+                result.late[str(version)] = late
+            for cut, preds in cands:
                 n_lab = sum(p.image_sha256 in labels.by_sha for p in preds)
                 ready_at = cut.end + mc.label_wait_s()
                 if n_lab < mc.min_labelled and now < ready_at:
@@ -179,21 +183,27 @@ def _adopt(vs: dict[str, Any], logged: dict[int, dict[str, Any]]) -> int:
 
 
 def _candidates(vs: dict[str, Any], preds: list[LoggedPrediction], kind: str, size: float,
-                now: float) -> list[tuple[policy.WindowCut, list[LoggedPrediction]]]:
-    """Closed windows of this version not computed yet, in order."""
+                now: float) -> tuple[list[tuple[policy.WindowCut, list[LoggedPrediction]]], int]:
+    """Closed windows of this version not computed yet, in order, and how many predictions arrived too late: they
+    belong to a window already computed (windows are computed once), so they are counted, not used."""
     if kind == "count":
         cursor = tuple(vs["count_cursor"]) if vs["count_cursor"] else None
         rest = [p for p in preds if cursor is None or tuple(p.key) > cursor]
+        used = sum(w["predictions"] for w in vs["windows"] if w.get("kind") == "count")
+        late = max(len(preds) - len(rest) - used, 0)
         cuts = policy.count_windows([p.ts for p in rest], int(size), first_number=vs["count_next"])
-        return [(c, [rest[i] for i in c.indexes]) for c in cuts]
-    done = {w["window"] for w in vs["windows"]}
+        return [(c, [rest[i] for i in c.indexes]) for c in cuts], late
+    done = {w["window"]: w["predictions"] for w in vs["windows"]}
     last_start = max((w["start"] for w in vs["windows"] if w.get("kind") == "time"), default=None)
-    out = []
+    out, late = [], 0
     for c in policy.time_windows([p.ts for p in preds], size):
-        if c.window_id in done or (last_start is not None and c.start <= last_start) or c.end > now:
-            continue
-        out.append((c, [preds[i] for i in c.indexes]))
-    return out
+        if c.window_id in done:
+            late += max(len(c.indexes) - done[c.window_id], 0)
+        elif last_start is not None and c.start <= last_start:
+            late += len(c.indexes)
+        elif c.end <= now:
+            out.append((c, [preds[i] for i in c.indexes]))
+    return out, late
 
 
 def _compute(ctx: Context, store: Any, run_id: str, vs: dict[str, Any], version: int, cut: policy.WindowCut,
