@@ -7,13 +7,12 @@ registry change stands); the outcome is recorded on the ledger entry of the chan
 
 from __future__ import annotations
 
-import json
 import re
 import time
-import urllib.error
-import urllib.request
 from typing import Any
 
+from pfp_mlops.adapters.serve_client import Unreachable
+from pfp_mlops.adapters.serve_client import call as _call
 from pfp_mlops.domain.errors import UserError
 
 _URL = re.compile(r"^https?://[^\s/?#]+(:\d+)?/?$")
@@ -21,21 +20,6 @@ _URL = re.compile(r"^https?://[^\s/?#]+(:\d+)?/?$")
 
 def _public(url: str) -> str:
     return re.sub(r"//[^@/]*@", "//***@", url)
-
-
-def _call(method: str, url: str, token: str | None, timeout_s: float) -> tuple[int, dict[str, Any]]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    req = urllib.request.Request(url, method=method, headers=headers, data=b"" if method == "POST" else None)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout_s) as resp:  # noqa: S310 - the configured server
-            status, raw = resp.status, resp.read()
-    except urllib.error.HTTPError as e:
-        status, raw = e.code, e.read()
-    try:
-        body = json.loads(raw or b"{}")
-    except ValueError:
-        body = {}
-    return status, body if isinstance(body, dict) else {}
 
 
 def check_url(url: str | None) -> None:
@@ -56,13 +40,13 @@ def confirm_serving(url: str, *, model: str, version: int, timeout_s: float = 60
         status, body = _call("POST", base + "/admin/reload", token, min(10.0, timeout_s))
         if status >= 400:
             out["message"] = f"reload refused (HTTP {status}: {body.get('error', '')}); waiting for its own poll"
-    except (urllib.error.URLError, OSError) as e:
+    except Unreachable as e:
         out["message"] = f"server unreachable ({type(e).__name__}); waiting"
     last: dict[str, Any] = {}
     while True:
         try:
             status, last = _call("GET", base + "/v2/health/ready", None, 5.0)
-        except (urllib.error.URLError, OSError):
+        except Unreachable:
             last = {}
         workers = last.get("workers") or []
         versions = sorted({w.get("version") for w in workers}, key=str)
@@ -94,7 +78,7 @@ def confirm_after_move(ctx: Any, *, serve_url: str | None, version: int | None, 
     token = ctx.settings.serve_token.get_secret_value() if ctx.settings.serve_token else None
     try:
         status, ready = _call("GET", url.rstrip("/") + "/v2/health/ready", None, 5.0) if _URL.match(url) else (0, {})
-    except (urllib.error.URLError, OSError):
+    except Unreachable:
         ready = {}
     followed = ready.get("alias")
     if followed and followed != alias:
