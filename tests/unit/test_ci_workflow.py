@@ -23,14 +23,6 @@ def test_workflow_uses_existing_commands_and_options(command, options):
         assert opt in r.output, f"pfp {command} has no {opt}"
 
 
-def test_workflow_exit_code_table_matches_the_cli():
-    """The codes the workflow interprets are the CLI's own exit codes."""
-    from pfp_mlops.cli.errors import EXIT_CODES
-
-    codes = {code for _, code, _ in EXIT_CODES}
-    assert {10, 11, 12, 13} <= codes
-
-
 def _interpret(code: int, tmp_path: Path) -> tuple[int, str, str, str]:
     """Run the workflow's own "Interpret the exit code" script with bash, as a runner would."""
     import subprocess
@@ -67,3 +59,11 @@ def yaml_jobs() -> dict:
     import yaml
 
     return yaml.safe_load(WORKFLOW.read_text())["jobs"]
+
+
+def test_workflow_exit_code_table_matches_the_cli():
+    """The codes the workflow interprets are the CLI's own exit codes."""
+    from pfp_mlops.cli.errors import EXIT_CODES
+
+    codes = {code for _, code, _ in EXIT_CODES}
+    assert {10, 11, 12, 13} <= codes

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from pfp_mlops.cli.options import ConfigOpt, JsonOpt, ProfileOpt
+from pfp_mlops.cli.options import ConfigOpt, JsonOpt, ProfileOpt, SetOpt
 
 
 def ingest(
@@ -24,7 +24,7 @@ def ingest(
     )] = None,
     keep_crowd: Annotated[bool, typer.Option("--keep-crowd", help="COCO: keep iscrowd annotations as boxes.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace a data folder that already holds files.")] = False,
-    config: ConfigOpt = None, profile: ProfileOpt = None, json: JsonOpt = False,
+    config: ConfigOpt = None, set_: SetOpt = None, profile: ProfileOpt = None, json: JsonOpt = False,
 ) -> None:
     """Bring a dataset export in (Roboflow, Ultralytics YAML, COCO, CVAT, folders): checked, grouped, never modified."""
     from pfp_mlops.cli import output
@@ -66,4 +66,4 @@ def ingest(
             for step in r.next_steps:
                 con.print(f"next: {step}")
 
-    run("ingest", body, render, json_out=json, config=config, profile=profile)
+    run("ingest", body, render, json_out=json, config=config, profile=profile, overrides=set_)
