@@ -43,13 +43,13 @@ def window_alerts(ctx: Context, w: dict[str, Any]) -> list[dict[str, Any]]:
 
 def act(ctx: Context, state: dict[str, Any], result: Any, history: list[int], *,
         serve_url: str | None) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """Roll production back when its own windows failed `failure_limit` times in a row (once per version)."""
+    """Roll production back when its own windows failed `failure_limit` times in a row (the streak then restarts)."""
     from pfp_mlops.services.monitor.run import previous_of
     from pfp_mlops.services.rollback import run_rollback
 
     mc, current = ctx.cfg.monitor, result.production
     vs = state["models"].get(ctx.model_name, {}).get(str(current)) if current is not None else None
-    if not vs or vs.get("rolled_back") or not vs["windows"]:
+    if not vs or not vs["windows"]:
         return None, None
     verdict = policy.action(vs["fail_streak"], vs["inconclusive_streak"], failure_limit=mc.failure_limit,
                             inconclusive_limit=mc.inconclusive_limit)
@@ -67,7 +67,8 @@ def act(ctx: Context, state: dict[str, Any], result: Any, history: list[int], *,
         result.alerts.append(_alert(ctx, "monitor_fail", f"pfp: {reason} (monitor.decide: alert, no rollback)"))
         return None, None
     rb = run_rollback(ctx, to_version=prev, reason=reason, expected_current=current, event="monitor")
-    vs["rolled_back"] = True
+    # The run of fails is spent: should this version serve again later, it takes failure_limit new failing windows.
+    vs["rolled_back"], vs["fail_streak"] = True, 0
     from pfp_mlops.services.monitor import state as st
 
     st.save(ctx.home, state)
