@@ -61,3 +61,31 @@ def test_constant_liar_is_on_when_several_processes_may_sample(tmp_path):
     assert tuner.open_study(url, "a", cfg(), max_epochs=1).constant_liar is False
     assert tuner.open_study(url, "b", cfg(), max_epochs=1, parallel=True).constant_liar is True
     assert tuner.open_study(url, "c", cfg(constant_liar=True), max_epochs=1).constant_liar is True
+
+
+def test_a_dropped_connection_is_retried_also_inside_optunas_commit_error():
+    """Optuna raises StorageInternalError from the driver's OperationalError when a commit fails (a PostgreSQL
+    restart): that is a disconnect to ride through; a constraint violation is not."""
+    import sqlalchemy.exc as sa
+    from optuna.exceptions import StorageInternalError
+
+    from pfp_mlops.adapters import optuna_storage
+
+    def wrapped(cause: BaseException) -> BaseException:
+        try:
+            raise StorageInternalError("An exception is raised during the commit.") from cause
+        except StorageInternalError as e:
+            return e
+
+    dropped = sa.OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
+    assert optuna_storage.is_disconnect(wrapped(dropped))
+    assert not optuna_storage.is_disconnect(wrapped(sa.IntegrityError("INSERT", {}, Exception("duplicate key"))))
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise wrapped(dropped)
+        return "ok"
+
+    assert optuna_storage.call_with_reconnect(flaky, within_s=10, what="test") == "ok" and len(calls) == 3

@@ -84,9 +84,7 @@ def finish(s: Any, parent: str, manifest: SplitManifest, runs_dir: Path) -> Trai
              "best_value": best.value, "best_params": best.params, "best_trial_run_id": trial_run,
              "n_trials": s.sc.n_trials, "trials": len(trials), **counts, "retrained_run_id": retrained,
              "objective": "valid map50"}
-    from pfp_mlops.adapters.dvc import data_version  # the DVC hash of data/ (issue 5): lineage of the version
-
-    dv = data_version(s.ctx.cfg.paths.data_dir)
+    dv = s.data_version.result()  # started with the search (services/train.py): the DVC hash of data/
     s.tracker.tags(parent, {"pfp.data_version": dv.md5 or "", "pfp.data_version_source": dv.source})
     info = {
         "run_id": parent,
