@@ -175,9 +175,10 @@ class Study:
         wanted = tuple(optuna.trial.TrialState[s] for s in states)
         return len(self._call(lambda: self._study.get_trials(deepcopy=False, states=wanted), "get_trials"))
 
-    def ask(self, *, baseline: bool) -> Trial:
+    def ask(self, *, baseline: bool, may_pop_retry: bool = True) -> Trial:
         """A new trial, its heartbeat started: the baseline samples nothing (train.hyperparameters as configured),
-        the others the space. A stale trial's retry (queued by Optuna) is popped first and keeps its params."""
+        the others the space. A stale trial's retry (queued by Optuna) is popped first and keeps its params;
+        `may_pop_retry=False` (the caller saw no WAITING trial) saves reading the new trial's system attributes."""
 
         def ask() -> Any:
             with warnings.catch_warnings():  # "heartbeat is supposed to be used with optimize": pfp beats itself
@@ -188,8 +189,9 @@ class Study:
         t = self._call(ask, "ask")
         trial = Trial(self, t, {}, baseline=baseline, retry_of=None)
         trial.start_heartbeat()  # at once: a trial that never beat can never be found stale
-        system = self._call(lambda: self._rdb.get_trial_system_attrs(t._trial_id), "get_trial_system_attrs")
-        trial.retry_of = system.get("failed_trial")
+        if may_pop_retry:
+            system = self._call(lambda: self._rdb.get_trial_system_attrs(t._trial_id), "get_trial_system_attrs")
+            trial.retry_of = system.get("failed_trial")
         if trial.retry_of is not None:
             trial.baseline = bool(t.user_attrs.get("baseline"))
         if not trial.baseline:  # suggesting again returns what was suggested: safe to retry
@@ -227,8 +229,9 @@ class Study:
         self._call(lambda: self._study.set_user_attr(key, value), "set_user_attr")
 
     def best(self) -> TrialSummary | None:
-        done = [t for t in self.trials() if t.state == COMPLETE and t.value is not None]
-        return max(done, key=lambda t: (t.value, -t.number)) if done else None
+        from pfp_mlops.domain.study_budget import best
+
+        return best(self.trials())
 
 
 def _summary(t: Any) -> TrialSummary:

@@ -161,7 +161,7 @@ class _Search:
                 continue
             waiting_since = None
             self.position = study_budget.position(trials)
-            self.runner.run_trial(baseline=study_budget.needs_baseline(trials))
+            self.runner.run_trial(baseline=study_budget.needs_baseline(trials), trials=trials)
 
 
 def _overrides_param(ctx: Context) -> str:
@@ -186,8 +186,9 @@ def run_train(ctx: Context, *, time_budget_s: float | None = None) -> TrainResul
     parent = s.start_parent()
     status = "FAILED"
     try:
-        s.progress.emit("start", message=f"study {s.study_name} ({s.storage_shown}): "
-                        f"{study_budget.finished(s.study.trials())}/{s.sc.n_trials} trials done before this run")
+        trials = s.study.trials()
+        s.progress.emit("start", trials=trials, message=f"study {s.study_name} ({s.storage_shown}): "
+                        f"{study_budget.finished(trials)}/{s.sc.n_trials} trials done before this run")
         s.search()
         result = finish(s, parent, manifest, runs_dir)
         status = "FINISHED"
