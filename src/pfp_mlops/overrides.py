@@ -33,6 +33,7 @@ class Override:
     source: str
 
     def shown(self) -> str:
+        """`key=value` as the training run's `overrides` param records it."""
         return f"{self.key}={self.value!r}"
 
 

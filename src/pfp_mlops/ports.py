@@ -89,9 +89,10 @@ class RegistryPort(Protocol):
         """Add facts to an existing entry (e.g. a serving confirmation); existing keys are overwritten, the status
         is not touched (`status` is refused: use finish_ledger)."""
 
-    def ledger(self, model: str, limit: int = 1000) -> list[dict[str, Any]]:
+    def ledger(self, model: str, limit: int = 1000, *, status: LedgerStatus | None = None) -> list[dict[str, Any]]:
         """The entries of one model, oldest first (at most `limit`, the newest ones), each with `run_id`,
-        `start_time` (ms), `status` and `metrics`; aborted entries left out."""
+        `start_time` (ms), `status` and `metrics`; aborted entries left out. `status="pending"`: only those (a
+        filtered query: the engine asks before every change, so it must not read the whole ledger)."""
 
     # --- evidence runs and artifacts ---
     def create_finished_run(self, experiment: str, name: str, tags: dict[str, Any],

@@ -187,9 +187,42 @@ class PathsConfig(_Strict):
     runs_dir: Path = Path("runs")
 
 
+def read_classes_file(path: Path) -> list[str]:
+    """The class list of a `classes.yaml` (`names:` as a list or {index: name}); ConfigError naming the file."""
+    from pfp_mlops.domain.classes import normalise_names
+
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise ConfigError(f"{path}: cannot read the class list ({type(e).__name__})") from None
+    if not isinstance(raw, dict) or raw.get("names") is None:
+        raise ConfigError(f"{path}: expected a mapping with `names:` (the class list)")
+    try:
+        return normalise_names(raw["names"], nc=raw.get("nc"), where=f"{path}: names")
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
 class DataConfig(_Strict):
     csv: str = "dataset_info.csv"
     classes: list[str] = Field(default_factory=lambda: ["rock", "paper", "scissors"], min_length=1)
+    # `pfp ingest` writes the dataset's class list to `<data_dir>/classes.yaml`; pointing this at it makes that
+    # file the class list (relative to the working directory, like paths.*). Stating `classes` as well is allowed
+    # only when both agree. A file not written yet leaves `classes` as configured (`pfp split` then refuses).
+    classes_file: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _classes_from_file(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not data.get("classes_file"):
+            return data
+        path = Path(data["classes_file"])
+        if not path.is_file():
+            return data
+        names = read_classes_file(path)
+        if data.get("classes") is not None and list(data["classes"]) != names:
+            raise ValueError(f"data.classes {list(data['classes'])} differ from {path}: {names}")
+        return {**data, "classes": names}
 
 
 class DemoConfig(_Strict):
@@ -209,6 +242,9 @@ class SplitConfig(_Strict):
     seed: int = 42
     ratios: SplitRatios = SplitRatios()
     allow_missing_classes: bool = False
+    # `pfp ingest --keep-source-splits`: keep the split the source export assigned (CSV column `source_split`)
+    # instead of the hash policy; items without one fall back to the hash policy
+    use_source_split: bool = False
 
     @field_validator("ratios")
     @classmethod

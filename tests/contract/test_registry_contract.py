@@ -126,6 +126,7 @@ def test_the_ledger_keeps_order_status_and_metrics(reg):
     assert entries[0]["to_version"] == "1" and entries[0]["metrics"]["map50"] == pytest.approx(0.5)
     assert "from_version" not in entries[0]  # None fields are not stored
     assert [e["to_version"] for e in reg.ledger(M, limit=2)] == ["3", "3"]  # the newest two, oldest first
+    assert [e["run_id"] for e in reg.ledger(M, status="pending")] == [pending]
     reg.finish_ledger(pending, "complete")
     assert reg.ledger(M)[-1]["status"] == "complete"
 

@@ -9,7 +9,9 @@ demo images (16 test images). In order:
 * scenarios whose right answer is known, with `decision: bootstrap`: better by less than the noise (inconclusive, exit
   11, nothing changes, while the point rule would promote), clearly better (promote), equal (the same weights
   registered twice: reject), worse (reject), one class regressing while the mean improves (reject naming the class);
-* the interval is the same for the same seed, also recomputed from the evidence run's records.
+* the interval is the same for the same seed, also recomputed from the evidence run's records;
+* the default `decision: guarded` on a noisy gain (the strong weights plus small noise: ≥ 1 % better, interval
+  including 0): inconclusive, exit 11, registry unchanged, ledger entry and alert; `decision: point` promotes it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -122,7 +125,7 @@ def test_records_reproduce_the_reported_map50(project):
         assert {CLASSES[c]: ap for c, ap in per_class.items()} == ev.result.per_class_ap50
         tag = json.loads(tags(v)[EVAL_TAG_PREFIX + ev.result.protocol_fingerprint])
         assert tag["map50"] == ev.result.map50
-        assert tag["records"].endswith(f"eval/{ev.result.protocol_fingerprint}.json")
+        assert re.search(rf"/eval/[0-9a-f]{{16}}/{ev.result.protocol_fingerprint}\.json$", tag["records"])
         assert ev.records.n_images == ev.result.n_images == 16 and ev.images == sorted(ev.images)
     assert strong.result.map50 > weak.result.map50 + 0.05, "the 20-epoch model should be clearly better"
 
@@ -375,3 +378,92 @@ def test_one_class_regressing_while_the_mean_improves_is_rejected_naming_it(proj
                          f"{challenger.per_class_ap50[CLASSES[k]]:.4f} (more than 0.0500)"]
         if mode == "point":
             assert lenient.passed, "without the class limit the mean improvement promotes"
+
+
+# --- the default rule: decision: guarded --------------------------------------------------------------------------
+
+
+def _noisy_twin(project, strong):
+    """The strong weights with small Gaussian noise (2 % of each tensor's spread), the kind of difference another
+    training seed makes, without training: the first noise seed whose test mAP50 beats production by the gate's
+    +1 % while the paired interval still includes 0 (measured: seed 0, +8.3 %, interval [-0.03, +0.07])."""
+    import torch
+
+    from pfp_mlops.domain.detection_metrics import paired_bootstrap
+    from pfp_mlops.services.evaluation import evaluate_weights_detailed
+    from pfp_mlops.services.split import current_split
+
+    ctx = context(project["cfg"]["strong"])
+    manifest = current_split(ctx.cfg)
+    for seed in range(20):
+        ckpt = torch.load(project["strong_weights"], weights_only=False, map_location="cpu")
+        net = ckpt["ema"] if ckpt.get("ema") is not None else ckpt["model"]
+        gen = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for p in net.parameters():
+                if p.is_floating_point() and p.numel() > 1:
+                    p.add_(torch.randn(p.shape, generator=gen).to(p.dtype) * p.float().std().to(p.dtype) * 0.02)
+        out = project["root"] / f"twin{seed}.pt"
+        torch.save(ckpt, out)
+        ev = evaluate_weights_detailed(ctx, out, manifest)  # cached by content: register reuses it
+        boot = paired_bootstrap(strong.records, ev.records, n_resamples=2000, seed=0)
+        if ev.result.map50 >= strong.result.map50 * 1.01 and boot.ci_low <= 0:
+            return out
+    pytest.fail("no noise seed gave a +1 % challenger whose interval includes 0")
+
+
+def test_guarded_default_does_not_promote_a_noisy_gain(project, monkeypatch):
+    """Under the default `decision: guarded`, a challenger ≥ 1 % better whose interval includes 0 is inconclusive:
+    exit 11, registry unchanged, ledger entry and alert written, the table and `pfp history` say how it was decided;
+    the same registry under `decision: point` promotes it."""
+    (strong,), _ = evaluations(project, 2)
+    assert alias("production") == 2 and alias("staging") is None
+    twin = _noisy_twin(project, strong)
+    root = project["root"]
+    info = json.loads((root / "runs" / "training_info.json").read_text()) | {"weights": str(twin)}  # strong's run
+    (root / "twin_info.json").write_text(json.dumps(info))
+    monkeypatch.setenv("COLUMNS", "300")  # rich tables: room for the decision rows on one line
+    guarded = write_config(root / "guarded.yaml", train__search={"n_trials": 1, "study_name": "strong"})
+    code, out = pfp_json("register", "--training-info", str(root / "twin_info.json"), "--config", str(guarded))
+    assert code == 0, out
+    v = out["result"]["version"]
+    assert pfp("promote", "--config", str(guarded)).exit_code == 0 and alias("staging") == v
+
+    r = pfp("validate", "--config", str(guarded))
+    assert r.exit_code == 11, r.output
+    for needle in ("inconclusive (decision: guarded, decided by the interval)", "point rule", "promote (bar",
+                   "must clear 0: includes 0", "images needed (estimate)", "16 test images", "estimate:"):
+        assert needle in r.stdout + r.stderr, needle
+    code, out = pfp_json("validate", "--config", str(guarded))
+    assert code == 11, out
+    d = out["result"]["decision"]
+    m = d["metrics"]
+    assert (d["verdict"], m["decision_mode"], m["point_verdict"]) == ("inconclusive", "guarded", "promote")
+    assert m["bootstrap"]["ci_low"] <= 0 < m["bootstrap"]["point_delta"] and m["n_test_images"] == 16
+    assert m["images_needed_estimate"] > 16 and "about" in d["reasons"][-1]
+    assert (alias("production"), alias("staging")) == (2, v)
+    assert tags(v)["stage"] == "staging" and tags(2)["stage"] == "production"
+    entry = last_ledger()
+    assert entry["pfp.outcome"] == "inconclusive" and entry["pfp.to_version"] == str(v)
+    assert (entry["pfp.decision_mode"], entry["pfp.point_verdict"], entry["pfp.verdict"]) == \
+        ("guarded", "promote", "inconclusive")
+    assert entry["pfp.comparison_run_id"] == m["comparison_run_id"]
+    assert client().get_run(m["comparison_run_id"]).data.tags["pfp.decision_mode"] == "guarded"
+    alert = json.loads((root / ".pfp" / "alerts.jsonl").read_text().splitlines()[-1])
+    assert (alert["event"], alert["challenger"], alert["champion"], alert["needs_human"]) == \
+        ("inconclusive", v, 2, True)
+    assert alert["ci_low"] == m["bootstrap"]["ci_low"] and "needs a human" in alert["summary"]
+    history = pfp("history", "--limit", "1", "--config", str(guarded))
+    assert "inconclusive" in history.stdout and "guarded (point promote, interval [" in history.stdout
+    # v2 and the twin come from one training run: each keeps its own records (not the last one registered)
+    from pfp_mlops.domain.detection_metrics import map50
+
+    (again, twin_ev), _ = evaluations(project, 2, v)
+    assert map50(again.records)[0] == strong.result.map50 != map50(twin_ev.records)[0]
+    print(f"guarded: v{v} vs v2: {json.dumps(d['reasons'], ensure_ascii=False)}; error: {r.stderr[-2000:]}")
+
+    point = write_config(root / "point.yaml", gates__validate__decision="point",
+                         train__search={"n_trials": 1, "study_name": "strong"})
+    code, out = pfp_json("validate", "--config", str(point))
+    assert code == 0 and out["result"]["action"] == "promoted", out
+    assert alias("production") == v

@@ -103,6 +103,24 @@ def test_offline_wandb_mirrors_the_study_params_epochs_states_and_plots(workdir,
     images = {k.split("/")[1] for k, v in study.summary.items() if k.startswith("plots/") and v == "image-file"}
     assert "results" in images, sorted(study.summary)
     assert list(Path(where["dir"]).glob("files/media/images/plots/results_*.png"))
+
+    # Resuming the study (one more trial) re-opens the same MLflow parent run: this process gets its own W&B study
+    # run for it, in the same group, and the parent's tags point at the newest one.
+    cfg2 = write_config(workdir / "cfg2.yaml", BASE, train__plots=True, train__search={
+        "n_trials": 3, "pruner": "none", "space": {"optimizer": {"type": "categorical", "choices": ["NoSuchOpt"]}}})
+    r = pfp("train", "--config", str(cfg2))
+    assert r.exit_code == 0, r.output
+    info2 = json.loads((workdir / "runs" / "training_info.json").read_text())
+    assert info2["run_id"] == info["run_id"]
+    after = offline_runs(workdir / "runs" / "wandb")
+    assert len(after) == 5 and {x.group for x in after} == {info["study_name"]}
+    resumed = next(x for x in after if x.name == f"{info['study_name']}/resumed")
+    assert resumed.job_type == "study" and resumed.config["mlflow_run_id"] == info["run_id"]
+    assert resumed.id == info2["wandb"]["run_id"] != where["run_id"]
+    assert next(x for x in after if x.name.endswith("/trial-2")).summary["trial_state"] == "FAIL"
+    runs, _ = mlflow_runs(workdir / ".pfp")
+    assert next(x for x in runs if x.info.run_id == info["run_id"]).data.tags["pfp.wandb_run_id"] == resumed.id
+
     hits = [str(p) for p in workdir.rglob("*") if p.is_file() and KEY.encode() in p.read_bytes()]
     assert hits == []
 
@@ -118,6 +136,7 @@ def test_an_unreachable_wandb_is_one_warning_and_the_model_still_registers(workd
     assert r.exit_code == 0, r.output
     warnings = [ln for ln in r.stderr.splitlines() if "W&B" in ln]
     assert len(warnings) == 1 and "WARNING" in warnings[0] and "MLflow only" in warnings[0], r.stderr
+    assert not [ln for ln in r.stderr.splitlines() if ln.startswith("wandb:")], r.stderr  # the SDK stays quiet
     assert KEY not in r.output
     info = json.loads((workdir / "runs" / "training_info.json").read_text())
     assert "error" in info["wandb"] and "wandb_dir" not in json.dumps(info)

@@ -176,3 +176,33 @@ def test_the_mode_switch_restores_point_and_bootstrap(case, mode):
         assert (d.verdict, d.passed) == (by_interval, by_interval == "promote")
         assert d.reasons[0].endswith(f"({by_interval})")
     assert d.metrics["bootstrap_verdict"] == by_interval and d.metrics["point_verdict"] == point.verdict
+
+
+def test_validate_table_rows_and_history_cell_say_how_it_was_decided():
+    """The rows `pfp validate` prints and the `decision` cell of `pfp history`, from a real guarded decision."""
+    from pfp_mlops.cli.commands.history import decision_cell
+    from pfp_mlops.cli.commands.validate import decision_rows
+
+    d, boot = decide(*NOISY)
+    rows = dict(decision_rows(d.metrics, d.verdict))
+    assert rows["verdict"] == "inconclusive (decision: guarded, decided by the interval)"
+    assert rows["point rule"] == f"promote (bar ΔmAP50 ≥ {d.metrics['required_delta']:+.4f})"
+    assert rows["interval ΔmAP50"] == f"[{boot.ci_low:+.4f}, {boot.ci_high:+.4f}] 95%, must clear 0: includes 0"
+    assert rows["bootstrap mode"] == "would say inconclusive" and rows["test images"] == "20"
+    assert rows["images needed (estimate)"] == str(d.metrics["images_needed_estimate"])
+    cell = decision_cell(ledger_facts(d))
+    assert cell == f"guarded (point promote, interval [{boot.ci_low:+.4f}, {boot.ci_high:+.4f}])"
+    assert decision_cell({"action": "rollback"}) == ""
+
+
+def test_an_estimate_below_n_is_called_the_edge_not_a_number():
+    """A skewed percentile interval can include 0 although the normal approximation clears it: then the advice
+    does not claim a smaller test set would do."""
+    from pfp_mlops.domain.detection_metrics import BootstrapResult
+
+    ev_p, ev_c = result(records(NOISY[0])), result(records(NOISY[1]))
+    boot = BootstrapResult(delta_mean=0.1, ci_low=0.0, ci_high=0.3, n_resamples=2000, seed=0, point_delta=0.1,
+                           std_error=0.03, n_images=20)
+    d = judge(ev_c, ev_p, boot, ValidateGate(), min_absolute=0.0)
+    assert d.verdict == "inconclusive" and d.metrics["images_needed_estimate"] <= 20
+    assert "at the edge of what 20 test images can show" in d.reasons[-1]

@@ -14,7 +14,7 @@ from pfp_mlops.settings import PipelineConfig
 RAW = {"fingerprint": "abc", "counts": {"train": 2, "valid": 1, "test": 1},
        "class_counts": {"train": {"a": 2}, "valid": {"a": 1}, "test": {"a": 1}}, "data_yaml": "/d/data.yaml",
        "list_files": {"train": "/d/train.txt", "valid": "/d/valid.txt", "test": "/d/test.txt"}, "seed": 42,
-       "n_duplicates_grouped": 0, "moved": None, "data_root": "/data",
+       "n_duplicates_grouped": 0, "moved": None, "data_root": "/data", "source": None,
        "items": {"images/1.png": ["h1", "train"], "images/2.png": ["h2", "test"]}}
 
 

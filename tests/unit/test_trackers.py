@@ -39,7 +39,7 @@ class Mirror(Recorder):
         if self.fail_on == "start":
             raise ConnectionError("service down\nsecond line")
         self.calls.append(("start", run_id, name, parent_id))
-        return {"pfp.fake_url": f"https://fake/{run_id}"}
+        return {run_id: {"pfp.fake_url": f"https://fake/{run_id}"}}
 
     def location(self):
         return {"url": "https://fake/run1"}

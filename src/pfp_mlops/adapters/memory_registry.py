@@ -207,11 +207,12 @@ class MemoryRegistry:
             self._write("annotate_ledger")
             r["tags"].update({k: _tag_value(v) for k, v in tags.items()})
 
-    def ledger(self, model: str, limit: int = 1000) -> list[dict[str, Any]]:
+    def ledger(self, model: str, limit: int = 1000, *, status: LedgerStatus | None = None) -> list[dict[str, Any]]:
         with self._lock:
             exp = self._experiments.get(self.lifecycle_experiment)
             runs = [(rid, r) for rid, r in self._runs.items()
-                    if r["experiment"] == exp and not r["deleted"] and r["tags"].get("model") == model]
+                    if r["experiment"] == exp and not r["deleted"] and r["tags"].get("model") == model
+                    and (status is None or r["tags"].get(STATUS_KEY) == status)]
             runs.sort(key=lambda x: x[1]["order"])
             out = []
             for rid, r in runs[-limit:] if limit > 0 else []:

@@ -60,13 +60,16 @@ class LedgerStore:
             self.client.log_batch(run_id, tags=[RunTag(f"pfp.{k}", tag_value(v)) for k, v in tags.items()])
 
     @translated
-    def ledger(self, model: str, limit: int = 1000) -> list[dict[str, Any]]:
+    def ledger(self, model: str, limit: int = 1000, *, status: LedgerStatus | None = None) -> list[dict[str, Any]]:
         """Lifecycle entries for one model, oldest first (deleted, i.e. aborted, runs are not searched)."""
         exp = self.client.get_experiment_by_name(self.lifecycle_experiment)
         if exp is None:
             return []
+        where = f"tags.`pfp.model` = '{model}'"
+        if status is not None:  # entries from before the engine have no status tag: they are all complete
+            where += f" and tags.`pfp.{STATUS_KEY}` = '{status}'"
         runs = self.client.search_runs(
-            [exp.experiment_id], filter_string=f"tags.`pfp.model` = '{model}'", max_results=limit,
+            [exp.experiment_id], filter_string=where, max_results=limit,
             order_by=["attributes.start_time DESC"],
         )
         out = []

@@ -101,6 +101,18 @@ class Tracker:
         with translate_errors():
             self.client.log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
 
+    def dataset_input(self, run_id: str, *, name: str, digest: str, source: str, profile: dict[str, Any],
+                      context: str = "training") -> None:
+        """MLflow's dataset-input convention (`mlflow.log_input`): the run's data, named, with a digest."""
+        import json
+
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        ds = Dataset(name=name[:500], digest=digest[:36], source_type="local", source=source,
+                     profile=json.dumps(profile, default=str))
+        with translate_errors():
+            self.client.log_inputs(run_id, datasets=[DatasetInput(ds, [InputTag("mlflow.data.context", context)])])
+
     @_rides_outages
     def artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
         with translate_errors():

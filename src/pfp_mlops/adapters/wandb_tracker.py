@@ -42,6 +42,8 @@ class WandbMirror:
 
     def __init__(self, settings: Settings, cfg: WandbConfig, *, model_name: str, runs_dir: Path) -> None:
         self.wandb = _import_wandb()
+        # The SDK's own terminal lines (login, sync hints) off: a W&B problem is pfp's one warning line instead
+        self.wandb.setup(settings=self.wandb.Settings(silent=True))
         mode = (settings.wandb_mode or "online").strip().lower()
         if mode not in MODES:
             raise ConfigError(f"WANDB_MODE: expected online, offline or disabled (got {settings.wandb_mode!r})")
@@ -52,27 +54,41 @@ class WandbMirror:
         self.cfg = cfg
         self.runs: dict[str, Any] = {}  # MLflow run id → W&B run
         self.last_step: dict[str, int] = {}
+        self.roles: dict[str, str] = {}
         self.study: dict[str, Any] = {}
 
     # --- what the Mirror protocol asks ---
-    def start(self, run_id: str, name: str, *, parent_id: str | None, tags: dict[str, Any]) -> dict[str, str]:
-        wandb = self.wandb
+    def start(self, run_id: str, name: str, *, parent_id: str | None,
+              tags: dict[str, Any]) -> dict[str, dict[str, str]]:
+        """Open the W&B run of a new MLflow run; returns {MLflow run id: tags} saying where W&B keeps each."""
         group = str(tags.get("pfp.study_name") or name)
         role = str(tags.get("pfp.role") or ("study" if parent_id is None else "trial"))
+        out = {}
+        if parent_id is not None and parent_id not in self.runs:
+            # The study's parent run was created earlier (a resumed study, or another worker's): this process
+            # gets its own W&B study run for it, in the same group.
+            out[parent_id] = self._open(parent_id, f"{group}/resumed", None, "study", group, {})
+        out[run_id] = self._open(run_id, name if role == "study" else f"{group}/{name}", parent_id, role, group, tags)
+        return out
+
+    def _open(self, run_id: str, name: str, parent_id: str | None, role: str, group: str,
+              tags: dict[str, Any]) -> dict[str, str]:
+        wandb = self.wandb
         config = {"mlflow_run_id": run_id, **({"mlflow_parent_run_id": parent_id} if parent_id else {}),
                   **{_key(k): v for k, v in tags.items()}}
         self.dir.mkdir(parents=True, exist_ok=True)
         run = wandb.init(
             project=self.project, entity=self.entity, mode=self.mode, dir=str(self.dir), group=group, job_type=role,
-            name=name if role == "study" else f"{group}/{name}", config=config, tags=[role], reinit="create_new",
+            name=name, config=config, tags=[role], reinit="create_new",
             settings=wandb.Settings(init_timeout=self.cfg.init_timeout_s, login_timeout=self.cfg.init_timeout_s,
                                     finish_timeout=self.cfg.finish_timeout_s, silent=True, console="off",
                                     x_disable_stats=True, save_code=False, disable_job_creation=True),
         )
         self.runs[run_id] = run
+        self.roles[run_id] = role
         self.last_step[run_id] = -1
         where = self._where(run)
-        if parent_id is None:
+        if role == "study":
             self.study = {"mode": self.mode, "project": self.project, "entity": run.entity or self.entity,
                           "group": group, "run_id": run.id, **where}
         return {f"pfp.wandb_{k}": v for k, v in {"run_id": run.id, "group": group, **where}.items()}
@@ -117,11 +133,15 @@ class WandbMirror:
 
     def end(self, run_id: str, status: str) -> None:
         run = self.runs.pop(run_id, None)
-        if run is not None:
-            run.finish(exit_code=_EXIT.get(status, 1))
+        if run is None:
+            return
+        run.finish(exit_code=_EXIT.get(status, 1))
+        if self.roles.get(run_id) == "study":  # a study run left open (its MLflow run lost a claim race): done too
+            for other in [r for r in self.runs if self.roles.get(r) == "study"]:
+                self.runs.pop(other).finish(exit_code=0)
 
     def location(self) -> dict[str, Any]:
-        return dict(self.study)
+        return dict(self.study) or {"mode": self.mode, "project": self.project, "run_id": None}
 
     def abort(self) -> None:
         for run_id in list(self.runs):

@@ -402,27 +402,14 @@ def read_yolo_labels(image: Path, *, width: int, height: int, n_classes: int) ->
     label = Path(img2label_paths([str(image)])[0])
     if not label.is_file():
         return np.zeros((0, 4)), np.zeros(0, dtype="int64")
-    rows = []
-    for n, line in enumerate(label.read_text(encoding="utf-8").splitlines(), 1):
-        parts = line.split()
-        if not parts:
-            continue
-        try:
-            values = [float(x) for x in parts]
-        except ValueError:
-            raise DataError(f"{label}:{n}: not a YOLO label row: {line[:80]!r}") from None
-        cls = values[0]
-        if cls != int(cls) or not 0 <= cls < n_classes:
-            raise DataError(f"{label}:{n}: class {parts[0]} outside data.classes (0..{n_classes - 1})")
-        if len(values) == 5:
-            cx, cy, bw, bh = values[1:]
-            box = [cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2]
-        elif len(values) >= 7 and len(values) % 2 == 1:
-            xs, ys = values[1::2], values[2::2]
-            box = [min(xs), min(ys), max(xs), max(ys)]
-        else:
-            raise DataError(f"{label}:{n}: expected `class cx cy w h` or a polygon, got {len(values)} numbers")
-        rows.append([cls, *box])
+    from pfp_mlops.domain.labels import UNREADABLE, parse_label_text
+
+    # coordinates slightly outside [0, 1] are tolerated here as Ultralytics tolerates them; unreadable rows are not
+    parsed, problems = parse_label_text(label.read_text(encoding="utf-8"), n_classes=n_classes, polygons=True)
+    bad = next((p for p in problems if p.kind in UNREADABLE), None)
+    if bad is not None:
+        raise DataError(f"{label}:{bad.line}: {bad.message}")
+    rows = [[b.cls, b.cx - b.w / 2, b.cy - b.h / 2, b.cx + b.w / 2, b.cy + b.h / 2] for b in parsed]
     if not rows:
         return np.zeros((0, 4)), np.zeros(0, dtype="int64")
     arr = np.unique(np.asarray(rows, dtype=np.float64), axis=0)

@@ -8,6 +8,7 @@ from pfp_mlops.cli.commands import (
     demo_data,
     doctor,
     history,
+    ingest,
     promote,
     register,
     repair,
@@ -29,6 +30,7 @@ app = typer.Typer(
 )
 
 app.command("demo-data")(demo_data.demo_data)
+app.command("ingest")(ingest.ingest)
 app.command("split")(split.split)
 app.command("train")(train.train)
 app.command("register")(register.register)

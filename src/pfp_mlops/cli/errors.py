@@ -6,7 +6,7 @@ from pfp_mlops.domain import errors as E
 
 # Most specific first; the first isinstance match wins.
 EXIT_CODES: list[tuple[type[BaseException], int, str]] = [
-    (E.Inconclusive, 11, "verdict inconclusive (significance mode): nothing changed"),
+    (E.Inconclusive, 11, "verdict inconclusive: the test set cannot tell; nothing changed, a human decides"),
     (E.GateFailed, 10, "a gate was not met: not registered, not promoted, challenger rejected"),
     (E.ConcurrentPromotion, 12, "lost a concurrent promotion"),
     (E.RegressionRolledBack, 13, "regression detected and rolled back"),

@@ -8,7 +8,7 @@
     ├── InfraError                MLflow, S3/MinIO or DVC remote unreachable     → exit 3
     ├── TrainingFailed            no training trial completed (all crashed)      → exit 1
     ├── GateFailed                a gate said no (not registered/promoted/rejected) → exit 10
-    ├── Inconclusive              significance verdict inconclusive              → exit 11
+    ├── Inconclusive              the interval cannot tell (guarded, bootstrap)  → exit 11
     ├── ConcurrentPromotion       an alias moved since the decision was made     → exit 12
     └── RegressionRolledBack      production regressed and was rolled back      → exit 13
 

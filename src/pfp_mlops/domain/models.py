@@ -47,6 +47,8 @@ class SplitManifest(Result):
     n_duplicates_grouped: int = 0
     moved: int | None = None  # items whose split differs from the previous manifest (None: no previous)
     data_root: str | None = None
+    # where the data came from, when `pfp ingest` brought it in: format, root, counts, dataset_digest, report_digest
+    source: dict[str, Any] | None = None
     items: Mapping[str, Sequence[str]] = field(default_factory=dict, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -76,7 +78,7 @@ class SplitManifest(Result):
             class_counts=data.get("class_counts") or {}, data_yaml=data["data_yaml"],
             list_files={str(k): str(v) for k, v in data["list_files"].items()}, seed=int(data.get("seed", 0)),
             n_duplicates_grouped=int(data.get("n_duplicates_grouped", 0)), moved=data.get("moved"),
-            data_root=data.get("data_root"), items=items,
+            data_root=data.get("data_root"), source=data.get("source"), items=items,
         )
 
 

@@ -76,7 +76,7 @@ def judge(challenger: EvalResult, champion: EvalResult | None, boot: BootstrapRe
         return Decision("validate", point.passed, reasons, metrics | {"decided_by": "point rule"},
                         verdict=point.verdict)
     if gate.decision == "guarded":
-        return _guarded(point, boot, need, metrics, n_images=n)
+        return _guarded(point, boot, need, metrics, n=n)
 
     if not (finite(challenger.map50) and finite(p)):
         return Decision("validate", False, [*point.reasons, line], metrics, verdict="reject")
@@ -95,10 +95,8 @@ def judge(challenger: EvalResult, champion: EvalResult | None, boot: BootstrapRe
     return Decision("validate", final == "promote", reasons + hard, metrics, verdict=final)
 
 
-def _guarded(point: Decision, boot: BootstrapResult, need: float, metrics: dict[str, Any], *,
-             n_images: int) -> Decision:
-    """Point rule first (it holds the bar and the hard rules), then the interval must clear 0."""
-    n = n_images
+def _guarded(point: Decision, boot: BootstrapResult, need: float, metrics: dict[str, Any], *, n: int) -> Decision:
+    """Point rule first (it holds the bar and the hard rules), then the interval must clear 0 (n: test images)."""
     interval = (f"{boot.confidence:.0%} interval of ΔmAP50 [{boot.ci_low:+.4f}, {boot.ci_high:+.4f}] "
                 f"({boot.n_resamples} paired resamples of the {n} test images, seed {boot.seed})")
     metrics["interval_bar"] = 0.0

@@ -4,6 +4,9 @@ CSV columns (comma-separated, UTF-8, header required):
     image_path   required; relative to the CSV's folder (the data root), under a folder named `images/`
     label_path   optional; must be the Ultralytics convention (`images/` -> `labels/`, extension `.txt`)
     group        optional; items of one group always land in the same split (e.g. frames of one video)
+    source_split optional; the split the source export put the image in (`pfp ingest`); used by `pfp split` only
+                 with `split.use_source_split`
+    sha256, width, height   optional, written by `pfp ingest` (the image's hash and size); informational
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pfp_mlops.domain.errors import DataError
+from pfp_mlops.domain.labels import parse_label_text
 
 REQUIRED = ("image_path",)
-OPTIONAL = ("label_path", "group")
+OPTIONAL = ("label_path", "group", "source_split", "sha256", "width", "height")
 IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"RIFF", b"II*\x00", b"MM\x00*")
 
 
@@ -31,6 +35,7 @@ class Item:
     image_hash: str = ""
     content_hash: str = ""  # image + label bytes
     classes: tuple[int, ...] = ()
+    source_split: str | None = None
 
 
 def label_path_for(image_rel: str) -> str:
@@ -98,7 +103,8 @@ def read_csv(csv_path: Path) -> list[Item]:
             if image in seen:
                 raise DataError(f"{csv_path}:{line}: duplicate image_path {image!r} (first on line {seen[image]})")
             seen[image] = line
-            items.append(Item(line=line, image=image, label=label, group=group))
+            source_split = (row[idx["source_split"]].strip() or None) if "source_split" in idx else None
+            items.append(Item(line=line, image=image, label=label, group=group, source_split=source_split))
     except csv.Error as e:
         raise DataError(f"{csv_path}:{reader.line_num}: malformed CSV ({e})") from None
     if not items:
@@ -154,7 +160,7 @@ def check_items(items: list[Item], root: Path, n_classes: int, csv_name: str) ->
         classes = _check_label(lbl, it.label, n_classes)
         img_hash = blake2b(data, digest_size=16).hexdigest()
         content = blake2b(data + b"\0" + lbl, digest_size=16).hexdigest()
-        out.append(Item(it.line, it.image, it.label, it.group, img_hash, content, classes))
+        out.append(Item(it.line, it.image, it.label, it.group, img_hash, content, classes, it.source_split))
     return out
 
 
@@ -171,44 +177,13 @@ def _read(path: str) -> bytes:
 
 
 def _check_label(raw: bytes, name: str, n_classes: int) -> tuple[int, ...]:
+    """The class ids of one label file; the first problem of any kind is an error naming the file and line."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise DataError(f"{name}: not valid UTF-8") from None
-    classes = []
-    for n, line in enumerate(text.splitlines(), start=1):
-        fields = line.split()
-        if not fields:
-            continue
-        # Fast path for a valid line (100,000s of them); anything doubtful is re-checked below for the exact error.
-        if len(fields) == 5:
-            try:
-                cls = int(fields[0])
-                cx, cy, w, h = float(fields[1]), float(fields[2]), float(fields[3]), float(fields[4])
-            except ValueError:
-                pass
-            else:
-                if 0 <= cls < n_classes and 0.0 <= cx <= 1.0 and 0.0 <= cy <= 1.0 and 0.0 < w <= 1.0 and 0.0 < h <= 1.0:
-                    classes.append(cls)
-                    continue
-        classes.append(_check_label_line(fields, f"{name}:{n}", n_classes))
-    return tuple(classes)
-
-
-def _check_label_line(fields: list[str], where: str, n_classes: int) -> int:
-    """The class id of one label line, or the error that names what is wrong with it."""
-    if len(fields) != 5:
-        raise DataError(f"{where}: expected 5 fields 'class cx cy w h', found {len(fields)}")
-    try:
-        cls = int(fields[0])
-        cx, cy, w, h = (float(f) for f in fields[1:])
-    except ValueError:
-        raise DataError(f"{where}: fields must be an integer class id and four numbers") from None
-    if not 0 <= cls < n_classes:
-        raise DataError(f"{where}: class id {cls} out of range 0..{n_classes - 1}")
-    for label, v in (("cx", cx), ("cy", cy), ("w", w), ("h", h)):
-        if not 0.0 <= v <= 1.0:
-            raise DataError(f"{where}: {label}={v:g} outside [0, 1] (coordinates must be normalised)")
-    if w <= 0 or h <= 0:
-        raise DataError(f"{where}: zero-size box (w={w:g}, h={h:g})")
-    return cls
+    boxes, problems = parse_label_text(text, n_classes=n_classes)
+    if problems:
+        p = problems[0]
+        raise DataError(f"{name}:{p.line}: {p.message}")
+    return tuple(b.cls for b in boxes)

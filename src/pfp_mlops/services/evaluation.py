@@ -4,8 +4,9 @@ Cache rule: a result is reused only when its protocol fingerprint (protocol sett
 + library versions) equals the current one, never across fingerprints. Three places hold results:
 
 * version tag `pfp.eval.<fingerprint>`: the EvalResult as JSON, plus `records`, the URI of the per-image records;
-* artifact `eval/<fingerprint>.json` of the version's run: the per-image records (RECORDS_FORMAT below), so mAP50
-  can be recomputed and the bootstrap can pair champion and challenger on another machine;
+* artifact `eval/<weights sha256[:16]>/<fingerprint>.json` of the version's run: the per-image records
+  (RECORDS_FORMAT below), so mAP50 can be recomputed and the bootstrap can pair champion and challenger on another
+  machine; one folder per weights, so two versions registered from one training run keep their own records;
 * `<PFP_HOME>/cache/eval/<fingerprint>/<weights sha256>.json`: the same file, content-addressed, because `register`
   evaluates weights before a version (and its tag) exists.
 """
@@ -121,11 +122,13 @@ def evaluate(ctx: Context, info: ModelVersionInfo, manifest: SplitManifest) -> S
         ev = evaluate_weights_detailed(ctx, weights, manifest, label=f"{info.name} v{info.version}")
         uri = None
         if info.run_id:
+            sha = file_sha256(weights)
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / f"{fp}.json"
-                path.write_text(json.dumps(records_payload(ev, weights_sha256=file_sha256(weights))),
-                                encoding="utf-8")
-                uri = ctx.registry.log_run_artifact(info.run_id, path, RECORDS_DIR)
+                path.write_text(json.dumps(records_payload(ev, weights_sha256=sha)), encoding="utf-8")
+                # one folder per weights: two versions registered from one training run must not overwrite
+                # each other's records (the champion would be paired with the challenger's own records)
+                uri = ctx.registry.log_run_artifact(info.run_id, path, f"{RECORDS_DIR}/{sha[:16]}")
         ctx.registry.set_tags(info.name, info.version,
                               {EVAL_TAG_PREFIX + fp: json.dumps({**ev.result.to_dict(), "records": uri})})
     memo[key] = ev

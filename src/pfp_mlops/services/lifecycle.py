@@ -131,7 +131,7 @@ class _Steps:
 
 def pending(ctx: Context) -> list[dict[str, Any]]:
     """The ledger entries a crash left pending, oldest first."""
-    return [e for e in ctx.registry.ledger(ctx.model_name) if entry_status(e) == "pending"]
+    return [e for e in ctx.registry.ledger(ctx.model_name, status="pending") if entry_status(e) == "pending"]
 
 
 def plan_of(entry: dict[str, Any]) -> StoredPlan | None:

@@ -98,6 +98,10 @@ def run_register(ctx: Context, *, training_info: Path | None = None, check_env: 
     # training_info.json), the training run's own commit, the stored training manifest, the env check
     if info.get("data_version"):
         tags["data_version"] = info["data_version"]
+    src = info.get("data_source") or {}
+    if src:  # where the data came from (`pfp ingest`): format, content digest, ingest report digest
+        tags.update({"data_source": src.get("format", ""), "data_source_digest": src.get("dataset_digest", "")[:16],
+                     "data_source_report_digest": src.get("report_digest", "")[:16]})
     for key in ("git_commit", "git_dirty"):
         if run_tags.get(f"pfp.{key}"):
             tags[f"training_{key}"] = run_tags[f"pfp.{key}"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections import Counter
@@ -18,6 +19,7 @@ from pfp_mlops.services.dataset import check_items, read_csv
 from pfp_mlops.settings import PipelineConfig
 
 MANIFEST = "split_manifest.json"
+INGEST_REPORT = "ingest_report.json"  # written by `pfp ingest` beside the CSV
 
 
 def csv_path(cfg: PipelineConfig) -> Path:
@@ -28,11 +30,16 @@ def run_split(cfg: PipelineConfig) -> SplitManifest:
     """Read and check the dataset, assign splits, write everything atomically, return the manifest."""
     data_root = cfg.paths.data_dir.resolve()
     csv_file = csv_path(cfg)
+    if cfg.data.classes_file is not None and not cfg.data.classes_file.is_file():
+        raise DataError(f"data.classes_file {cfg.data.classes_file} not found: run `pfp ingest` first, or remove "
+                        "the key and state data.classes")
     items = read_csv(csv_file)
     items = check_items(items, data_root, len(cfg.data.classes), str(csv_file))
     ratios = (cfg.split.ratios.train, cfg.split.ratios.valid, cfg.split.ratios.test)
     keys = [f"group:{it.group}" if it.group else it.image for it in items]
     splits, n_moved_dupes = assign_all(keys, [it.image_hash for it in items], cfg.split.seed, ratios)
+    if cfg.split.use_source_split:
+        splits = _source_splits(items, splits, csv_file)
 
     names = cfg.data.classes
     counts = Counter(splits)
@@ -52,6 +59,8 @@ def run_split(cfg: PipelineConfig) -> SplitManifest:
                 )
 
     split_cfg = cfg.section("split") | {"classes": list(names)}
+    if not split_cfg["use_source_split"]:  # absent unless used: existing splits keep their fingerprints
+        del split_cfg["use_source_split"]
     fp = split_fingerprint(((it.image, it.content_hash, s) for it, s in zip(items, splits, strict=True)), split_cfg)
     out_dir = cfg.paths.dataset_dir
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -77,6 +86,7 @@ def run_split(cfg: PipelineConfig) -> SplitManifest:
         n_duplicates_grouped=n_moved_dupes,
         moved=moved,
         data_root=str(data_root),
+        source=_ingest_source(data_root),
     )
     for s in SPLITS:
         atomic_write_text(out_dir / f"{s}.txt", "\n".join(lists[s]) + "\n")
@@ -92,6 +102,39 @@ def run_split(cfg: PipelineConfig) -> SplitManifest:
     atomic_write_text(out_dir / MANIFEST, _manifest_json(head, ((it.image, it.content_hash, s)
                                                             for it, s in zip(items, splits, strict=True))))
     return manifest
+
+
+def _source_splits(items: list, splits: list[str], csv_file: Path) -> list[str]:
+    """`split.use_source_split`: the export's own split wins (ingest has checked its groups for leaks); items
+    without one keep the hash policy's split."""
+    if not any(it.source_split for it in items):
+        raise DataError(f"{csv_file}: split.use_source_split is set but no row has a source_split "
+                        "(written by `pfp ingest`)")
+    aliases = {"val": "valid", "validation": "valid"}
+    out = []
+    for it, s in zip(items, splits, strict=True):
+        src = aliases.get(it.source_split or "", it.source_split)
+        if src and src not in SPLITS:
+            raise DataError(f"{csv_file}:{it.line}: source_split {it.source_split!r} is not one of "
+                            f"{', '.join(SPLITS)}")
+        out.append(src or s)
+    return out
+
+
+def _ingest_source(data_root: Path) -> dict | None:
+    """The description `pfp ingest` left beside the CSV (format, root, counts, digests): lineage of the split."""
+    path = data_root / INGEST_REPORT
+    if not path.is_file():
+        return None
+    try:
+        raw = path.read_bytes()
+        report = json.loads(raw)
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        raise DataError(f"{path}: unreadable ingest report; run `pfp ingest` again or remove it") from None
+    src = report.get("source") if isinstance(report, dict) else None
+    if not isinstance(src, dict):
+        return None
+    return src | {"report_digest": hashlib.sha256(raw).hexdigest()}
 
 
 def _manifest_json(head: dict, items: Iterable[tuple[str, str, str]]) -> str:

@@ -20,12 +20,14 @@ log = logging.getLogger("pfp.trackers")
 
 
 class Mirror(Protocol):
-    """A secondary tracker. `start` may return tags to record on the MLflow run (where the mirror keeps it)."""
+    """A secondary tracker. `start` returns tags to record on MLflow runs (where the mirror keeps them), keyed by
+    MLflow run id: the new run's, and its parent's when the mirror only now learns of that one."""
 
     name: str  # as in train.trackers, and the key in training_info.json
     label: str  # for people
 
-    def start(self, run_id: str, name: str, *, parent_id: str | None, tags: dict[str, Any]) -> dict[str, str]: ...
+    def start(self, run_id: str, name: str, *, parent_id: str | None,
+              tags: dict[str, Any]) -> dict[str, dict[str, str]]: ...
     def params(self, run_id: str, params: dict[str, Any]) -> None: ...
     def log(self, run_id: str, *, metrics: dict[str, float], tags: dict[str, Any], step: int,
             steps: list[tuple[str, float, int]]) -> None: ...
@@ -68,11 +70,13 @@ class Trackers:
 
     def start(self, name: str, *, parent_id: str | None = None, tags: dict[str, Any] | None = None) -> str:
         run_id = self.primary.start(name, parent_id=parent_id, tags=tags)
-        extra: dict[str, str] = {}
-        for t in self._mirror("start", run_id, name, parent_id=parent_id, tags=dict(tags or {})):
-            extra.update(t or {})
-        if extra:
-            self.primary.tags(run_id, extra)
+        extra: dict[str, dict[str, str]] = {}
+        for by_run in self._mirror("start", run_id, name, parent_id=parent_id, tags=dict(tags or {})):
+            for rid, t in (by_run or {}).items():
+                extra.setdefault(rid, {}).update(t)
+        for rid, t in extra.items():
+            if t:
+                self.primary.tags(rid, t)
         return run_id
 
     def params(self, run_id: str, params: dict[str, Any]) -> None:

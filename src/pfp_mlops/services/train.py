@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from pfp_mlops.domain import study_budget
@@ -121,7 +122,25 @@ class _Search:
             # what --set / the train flags / Project overrides changed for this run (the values above are effective)
             **({"overrides": _overrides_param(self.ctx)} if self.ctx.extra.get("config_overrides") else {}),
         })
+        self._log_dataset(parent)
         return parent
+
+    def _log_dataset(self, parent: str) -> None:
+        """The split as the run's dataset input (digest = split fingerprint); the ingest source when there is one."""
+        m, src = self.manifest, self.manifest.source or {}
+        profile = {"counts": m.counts, "split_fingerprint": m.fingerprint,
+                   **({"source": {k: src.get(k) for k in ("format", "root", "images", "dataset_digest",
+                                                           "report_digest")}} if src else {})}
+        name = f"{src['format']}:{Path(src['root']).name}" if src else "pfp-split"
+        self.tracker.dataset_input(parent, name=name, digest=m.fingerprint,
+                                   source=json.dumps({"data_root": m.data_root, "source": src.get("root")}),
+                                   profile=profile)
+        if src:
+            self.tracker.tags(parent, {"pfp.data_source": src.get("format", ""),
+                                       "pfp.data_source_digest": src.get("dataset_digest", "")[:16]})
+            report = Path(m.data_root or self.ctx.cfg.paths.data_dir) / "ingest_report.json"
+            if report.is_file():
+                self.tracker.artifact(parent, report, "data")
 
     def trial_tags(self, trial: Any) -> dict[str, Any]:
         """What a trial's child run carries besides pfp's own tags: Optuna's trial number, the worker, the retry."""

@@ -92,6 +92,7 @@ def finish(s: Any, parent: str, manifest: SplitManifest, runs_dir: Path) -> Trai
         "weights": str(best_pt),
         "split_fingerprint": manifest.fingerprint,
         "data_yaml": manifest.data_yaml,
+        "data_source": manifest.source,  # `pfp ingest`'s description of the data, when it brought it in
         "valid_metrics": valid_metrics,
         "params": params,
         "epochs": epochs,

@@ -22,9 +22,9 @@ from pfp_mlops.services.split import current_split
 
 def run_validate(ctx: Context, *, allow_split_mismatch: bool = False) -> ValidateResult:
     reg, names, name = ctx.registry, lifecycle.names(ctx), ctx.model_name
-    if not reg.model_exists(name):
+    holders = reg.aliases(name)  # one read: {} for an unknown model, then one more to tell which it is
+    if not holders and not reg.model_exists(name):
         raise NotFoundError(f"registered model {name!r} not found")
-    holders = reg.aliases(name)
     challenger_v, champion_v = holders.get(names.staging), holders.get(names.production)
     if challenger_v is None:
         d = Decision("validate", True, [f"no version holds alias {names.staging!r}: nothing to validate"])
