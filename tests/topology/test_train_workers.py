@@ -204,6 +204,8 @@ def test_a_killed_worker_is_reaped_and_the_study_completes(stack, study):
     status = json.loads(out)["result"]["status"]
     assert code == 0 and status["finished"] == 3 and status["retried"] == [doomed.number]
     assert {w["worker"] for w in status["workers"]} == {"victim", "survivor"}
+    code, out, _ = finish(start(study, "--reap", *args, worker_id="ops"))  # nothing left to reap: idempotent
+    assert code == 0 and json.loads(out)["result"]["reaped"] == []
 
 
 def test_a_postgres_restart_between_trials_does_not_stop_the_worker(stack, study):
