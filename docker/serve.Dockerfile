@@ -1,8 +1,7 @@
-# REST scoring server for the registered production model (models:/<name>@production).
-# CPU-only torch keeps the image small; the model is pulled from the MLflow server at start.
+# `pfp serve`: the model server that follows the `production` alias (built from the repository root:
+# `docker compose build serve`). CPU-only torch keeps the image small; the model is pulled from the MLflow
+# server at start and again whenever the alias moves.
 FROM python:3.11-slim
-
-ARG MLFLOW_VERSION=
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -18,15 +17,19 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends libglib2.0-0 \
     && rm -rf /var/lib/apt/lists/*
 
-RUN pip install "mlflow${MLFLOW_VERSION:+==${MLFLOW_VERSION}}" ultralytics-opencv-headless torch torchvision \
-        --extra-index-url https://download.pytorch.org/whl/cpu \
+WORKDIR /src
+COPY pyproject.toml constraints.txt README.md ./
+COPY src ./src
+# The pinned set the tests ran with (constraints.txt); torch from the CPU wheel index.
+RUN pip install --upgrade pip \
+    && pip install -c constraints.txt torch torchvision --index-url https://download.pytorch.org/whl/cpu \
+    && pip install -c constraints.txt ultralytics-opencv-headless . \
     && useradd --create-home --uid 10001 serve \
-    && mkdir -p /tmp/yolo && chown serve /tmp/yolo
+    && mkdir -p /tmp/yolo /home/serve/.pfp && chown serve /tmp/yolo /home/serve/.pfp
 
 USER serve
 WORKDIR /home/serve
 EXPOSE 8080
 
-# The real command (which model, env manager) lives in docker-compose.yaml.
-CMD ["mlflow", "models", "serve", "-m", "models:/pfp-detector@production", \
-     "--host", "0.0.0.0", "--port", "8080", "--env-manager", "local"]
+# The real command (alias, workers) lives in docker-compose.yaml.
+CMD ["pfp", "serve", "--host", "0.0.0.0", "--port", "8080"]

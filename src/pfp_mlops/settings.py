@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pfp_mlops.domain.errors import ConfigError
+from pfp_mlops.serving.config import ServeConfig
 from pfp_mlops.settings_parallel import ParallelConfig
 from pfp_mlops.tracker_config import Tracker, WandbConfig, check_trackers
 
@@ -63,6 +64,10 @@ class Settings(BaseSettings):
     worker_id: str | None = _env("PFP_WORKER_ID")
     home: Path = Field(default=Path(".pfp"), validation_alias=AliasChoices("PFP_HOME"))
     debug: bool = Field(default=False, validation_alias=AliasChoices("PFP_DEBUG"))
+    # pfp serve: the server promote/validate/rollback confirm, the token of its /admin/reload, the prediction log
+    serve_url: str | None = _env("PFP_SERVE_URL")
+    serve_token: SecretStr | None = _env("PFP_SERVE_TOKEN")
+    prediction_log_dir: Path | None = _env("PFP_PREDICTION_LOG_DIR")
     # Weights & Biases (train.trackers: [mlflow, wandb], issue 18): the W&B SDK reads these variables itself; they
     # are here so that the key is a secret to scrub and the rest is passed down explicitly (checked when used)
     wandb_api_key: SecretStr | None = _env("WANDB_API_KEY")
@@ -82,7 +87,7 @@ class Settings(BaseSettings):
             raise ValueError(f"unsupported tracking URI {v!r} (expected http(s)://, sqlite://, postgresql://, file://)")
         return v
 
-    @field_validator("mlflow_s3_endpoint_url", "alert_webhook_url")
+    @field_validator("mlflow_s3_endpoint_url", "alert_webhook_url", "serve_url")
     @classmethod
     def _check_http_url(cls, v: str | None) -> str | None:
         if v in (None, ""):
@@ -142,7 +147,7 @@ class Settings(BaseSettings):
     def secret_values(self) -> list[str]:
         """Secret strings that must never be printed, logged or stored."""
         out = []
-        for s in (self.aws_secret_access_key, self.mlflow_tracking_password, self.wandb_api_key):
+        for s in (self.aws_secret_access_key, self.mlflow_tracking_password, self.serve_token, self.wandb_api_key):
             if s is not None and s.get_secret_value():
                 out.append(s.get_secret_value())
         return out
@@ -169,7 +174,7 @@ def load_settings(**overrides: Any) -> Settings:
     return s
 
 
-_SECRET_VARS = {"AWS_SECRET_ACCESS_KEY", "MLFLOW_TRACKING_PASSWORD", "WANDB_API_KEY"}
+_SECRET_VARS = {"AWS_SECRET_ACCESS_KEY", "MLFLOW_TRACKING_PASSWORD", "PFP_SERVE_TOKEN", "WANDB_API_KEY"}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -427,6 +432,7 @@ class PipelineConfig(_Strict):
     gates: GatesConfig = GatesConfig()
     registry: RegistryConfig = RegistryConfig()
     pipeline: PipelineSettings = PipelineSettings()
+    serve: ServeConfig = ServeConfig()
 
     def section(self, name: str) -> dict[str, Any]:
         """One section as plain data, used for step fingerprints."""

@@ -58,6 +58,9 @@ DOCUMENTED_VARIABLES = {
     "PFP_WORKER_ID",
     "PFP_HOME",
     "PFP_DEBUG",
+    "PFP_SERVE_URL",
+    "PFP_SERVE_TOKEN",
+    "PFP_PREDICTION_LOG_DIR",
     "WANDB_API_KEY",
     "WANDB_PROJECT",
     "WANDB_ENTITY",
@@ -222,15 +225,20 @@ def test_backend_store_uri_password_is_interpolated(services: dict[str, Any]) ->
 
 
 def test_serve_serves_the_production_alias(services: dict[str, Any]) -> None:
-    """serve runs `mlflow models serve` on models:/<name>@production, only under the serve profile."""
+    """serve runs `pfp serve --alias production` (it follows the alias: no restart after a promotion), only
+    under the serve profile, on 0.0.0.0:8080, healthy once /v2/health/ready answers, prediction log on a volume."""
     serve = services["serve"]
     argv = _argv(serve)
-    assert argv[:3] == ["mlflow", "models", "serve"], argv
-    assert re.fullmatch(r"models:/.+@production", _option(argv, "-m") or _option(argv, "--model-uri") or "")
-    assert _option(argv, "--env-manager") == "local"
+    assert argv[:2] == ["pfp", "serve"], argv
+    assert _option(argv, "--alias") == "production"
+    assert _option(argv, "--host") == "0.0.0.0" and _option(argv, "--port") == "8080"
     assert "serve" in serve.get("profiles", [])
     assert _depends_on(serve).get("mlflow") == "service_healthy"
-    assert _environment(serve).get("MLFLOW_TRACKING_URI") == "http://mlflow:5000"
+    env = _environment(serve)
+    assert env.get("MLFLOW_TRACKING_URI") == "http://mlflow:5000"
+    assert env.get("PFP_HOME") == "/home/serve/.pfp"
+    assert any(str(v).endswith(":/home/serve/.pfp") for v in serve.get("volumes", []))
+    assert "/v2/health/ready" in " ".join(serve["healthcheck"]["test"])
     assert "build" in serve and "serve.Dockerfile" in str(serve["build"])
 
 
@@ -240,6 +248,7 @@ def test_dockerfiles_exist() -> None:
     serve = (DOCKERFILES / "serve.Dockerfile").read_text(encoding="utf-8")
     assert "FROM python:3.11-slim" in mlflow and "psycopg2-binary" in mlflow and "boto3" in mlflow
     assert "FROM python:3.11-slim" in serve and "ultralytics-opencv-headless" in serve
+    assert "COPY src ./src" in serve and '"pfp", "serve"' in serve  # the image runs pfp itself
     for var in ("YOLO_OFFLINE=1", "YOLO_AUTOINSTALL=0", "YOLO_CONFIG_DIR=/tmp/yolo"):
         assert var in serve, var
 

@@ -14,6 +14,7 @@ from pfp_mlops.cli.commands import (
     repair,
     rollback,
     run_all,
+    serve,
     split,
     status,
     train,
@@ -38,6 +39,7 @@ app.command("promote")(promote.promote)
 app.command("validate")(validate.validate)
 app.command("rollback")(rollback.rollback)
 app.command("run-all")(run_all.run_all)
+app.command("serve")(serve.serve)
 app.command("status")(status.status)
 app.command("history")(history.history)
 app.command("repair")(repair.repair)

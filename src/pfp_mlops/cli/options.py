@@ -18,6 +18,10 @@ DemoOpt = Annotated[
 AllowSplitMismatchOpt = Annotated[
     bool, typer.Option("--allow-split-mismatch", help="Accept a model trained on another split (in the ledger).")
 ]
+ServeUrlOpt = Annotated[
+    str | None, typer.Option("--serve-url", help="A `pfp serve` to confirm: after the alias moved, trigger its "
+                                                 "reload and wait until it serves the new version (PFP_SERVE_URL).")
+]
 SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", metavar="KEY=VALUE",

@@ -101,6 +101,13 @@ def print_error(message: str) -> None:
     sys.stderr.flush()
 
 
+def print_warning(message: str) -> None:
+    """A warning that is not a failure (e.g. a model server that did not follow): its own line on stderr."""
+    line = scrub(" ".join(str(message).split()))
+    sys.stderr.write(f"pfp: warning: {line}\n")
+    sys.stderr.flush()
+
+
 def console():
     from rich.console import Console
 

@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from pfp_mlops.cli.options import AllowSplitMismatchOpt, ConfigOpt, JsonOpt, ProfileOpt, SetOpt
+from pfp_mlops.cli.options import AllowSplitMismatchOpt, ConfigOpt, JsonOpt, ProfileOpt, ServeUrlOpt, SetOpt
 
 
 def decision_rows(m: dict, verdict: str | None) -> list[tuple[str, str]]:
@@ -88,13 +88,20 @@ def validate(
     tolerance: Annotated[float | None, typer.Option(
         "--tolerance", help="With --against previous: how much worse (absolute, gate metric) production may be "
                             "[default: gates.validate.regression_tolerance, 0]")] = None,
+    serve_url: ServeUrlOpt = None,
     config: ConfigOpt = None, set_: SetOpt = None, profile: ProfileOpt = None, json: JsonOpt = False,
 ) -> None:
     """Evaluate staging and production on the same test split; promote only if the gate is met, else reject."""
     from pfp_mlops.cli.runner import run
 
     def body(inv):
-        from pfp_mlops.domain.errors import UserError
+        from pfp_mlops.cli import serving_note
+        from pfp_mlops.domain.errors import RegressionRolledBack, UserError
+
+        production = inv.ctx.cfg.registry.production_alias
+        from pfp_mlops.services.serving import check_url
+
+        check_url(serve_url)
 
         if against is not None:
             if against != "previous":
@@ -104,12 +111,25 @@ def validate(
             from pfp_mlops.services.regression import run_regression_watch
 
             allowed = inv.ctx.cfg.gates.validate_.regression_tolerance if tolerance is None else tolerance
-            return run_regression_watch(inv.ctx, tolerance=allowed)
+            try:
+                return run_regression_watch(inv.ctx, tolerance=allowed)
+            except RegressionRolledBack as e:  # the alias moved back: the server should follow, then exit 13
+                rolled = getattr(e.result, "rollback", None)
+                if rolled is not None:
+                    serving_note.confirm(inv, e.result, serve_url=serve_url, version=rolled.to_version,
+                                         alias=production)
+                raise
         from pfp_mlops.services.validate import run_validate
 
-        return run_validate(inv.ctx, allow_split_mismatch=allow_split_mismatch)
+        r = run_validate(inv.ctx, allow_split_mismatch=allow_split_mismatch)
+        if r.action != "promoted":
+            return r
+        return serving_note.confirm(inv, r, serve_url=serve_url, version=r.production, alias=production)
 
     def render(r):
+        from pfp_mlops.cli import serving_note
+
         (render_regression if hasattr(r, "previous") else render_validate)(r)
+        serving_note.render(r)
 
     run("validate", body, render, json_out=json, config=config, profile=profile, overrides=set_)
