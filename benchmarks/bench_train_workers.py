@@ -1,11 +1,12 @@
 """`pfp train --worker`: trials per minute with 1 and 2 workers on one study, and what coordination costs.
 
 The production topology from scripts/local_stack.py (PostgreSQL for MLflow and the Optuna study, an MLflow server
-on loopback); each worker a fresh `pfp train --worker --trials 4` process on tiny 1-epoch trials (32 demo images,
-64 px). On a 2-core machine two workers are not faster (they share the cores): the point is that coordination
-stays small. Coordination per trial = the worker's time in Optuna storage calls (ask, tell, attributes, reaping,
-reading the study; the heartbeat thread overlaps training and is not counted) / its trials, reported by the
-worker itself (`timings` in its --json result). Target: <= 2 % of the trial's training time.
+on loopback); each worker a fresh `pfp train --worker --trials 4` process on small 2-epoch trials (64 demo images
+at 96 px: seconds each, far shorter than real ones, so the coordination share is an upper bound). On a 2-core
+machine two workers are not faster (they share the cores): the point is that coordination stays small.
+Coordination per trial = the worker's time in Optuna storage calls (ask, tell, attributes, reaping, reading the
+study; the heartbeat thread overlaps training and is not counted) / its trials, reported by the worker itself
+(`timings` in its --json result). Target: <= 2 % of the trial's training time.
 """
 
 from __future__ import annotations
@@ -26,12 +27,12 @@ SLOW = True
 TARGET_PCT = 2.0
 N_TRIALS = 4
 CFG = {
-    "demo": {"n_images": 32, "imgsz": 64, "seed": 0},
+    "demo": {"n_images": 64, "imgsz": 96, "seed": 0},
     "split": {"allow_missing_classes": True},
-    "train": {"epochs": 1, "imgsz": 64, "batch": 8, "plots": False, "hyperparameters": {"mosaic": 0.0},
+    "train": {"epochs": 2, "imgsz": 96, "batch": 8, "plots": False, "hyperparameters": {"mosaic": 0.0},
               "search": {"n_trials": N_TRIALS, "pruner": "none", "parallel": {"poll_s": 0.5},
                          "space": {"lr0": {"type": "float", "low": 0.001, "high": 0.02, "log": True}}}},
-    "evaluation": {"imgsz": 64},
+    "evaluation": {"imgsz": 96},
 }
 
 

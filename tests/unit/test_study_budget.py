@@ -71,3 +71,14 @@ def test_parallel_settings_validate_the_grace_against_the_interval():
     with pytest.raises(ValueError, match="must exceed heartbeat_interval_s"):
         PipelineConfig.model_validate({"train": {"search": {"parallel": {"heartbeat_interval_s": 30,
                                                                           "heartbeat_grace_s": 30}}}})
+
+
+@pytest.mark.parametrize("args", [["--worker", "--status"], ["--reap", "--status"], ["--worker", "--reap"]])
+def test_worker_reap_and_status_exclude_each_other(workdir, args):
+    """One line, exit 2, nothing opened (no study, no MLflow store)."""
+    from tests.helpers import pfp
+
+    r = pfp("train", *args)
+    assert r.exit_code == 2, r.output
+    assert r.stderr.strip() == "pfp: error: Invalid value: --worker, --reap and --status exclude each other"
+    assert not (workdir / ".pfp" / "optuna.db").exists() and not (workdir / ".pfp" / "mlflow.db").exists()

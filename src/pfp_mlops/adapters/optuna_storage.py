@@ -91,12 +91,21 @@ class Heartbeat:
 
 
 def is_disconnect(e: BaseException) -> bool:
-    """A dropped or refused database connection (worth retrying), not a constraint or a programming error."""
+    """A dropped or refused database connection (worth retrying), not a constraint or a programming error.
+
+    Optuna wraps errors raised during a commit in its StorageInternalError: the cause chain is what tells."""
     import sqlalchemy.exc as sa
 
-    if isinstance(e, sa.OperationalError | sa.InterfaceError):
-        return True
-    return isinstance(e, sa.DBAPIError) and bool(getattr(e, "connection_invalidated", False))
+    seen: BaseException | None = e
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, sa.OperationalError | sa.InterfaceError):
+            return True
+        if isinstance(seen, sa.DBAPIError) and getattr(seen, "connection_invalidated", False):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def call_with_reconnect(fn: Callable[[], Any], *, within_s: float, what: str) -> Any:

@@ -7,21 +7,50 @@ starts is ended by the caller with an explicit status (FINISHED, FAILED or KILLE
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pfp_mlops.adapters.mlflow_registry import translate_errors
+from pfp_mlops.domain.errors import InfraError
+
+log = logging.getLogger("pfp.tracking")
 
 _PARAM_MAX = 6000  # MLflow's param value limit (older servers: 500); longer values go to an artifact instead
 
 
+def _rides_outages(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Retry on an unreachable or failing MLflow (InfraError) for `retry_s` (0: fail at once, the default): a
+    worker of a shared study rides through a server or database restart instead of losing its trial."""
+
+    @functools.wraps(method)
+    def wrapper(self: Tracker, *args: Any, **kwargs: Any) -> Any:
+        deadline = time.monotonic() + self.retry_s
+        delay = 1.0
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except InfraError as e:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("%s; retrying in %.0fs", e.message[:200], delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    return wrapper
+
+
 class Tracker:
-    def __init__(self, client: Any, experiment_id: str) -> None:
+    def __init__(self, client: Any, experiment_id: str, *, retry_s: float = 0.0) -> None:
         self.client = client
         self.experiment_id = experiment_id
+        self.retry_s = retry_s
 
+    @_rides_outages
     def start(self, name: str, *, parent_id: str | None = None, tags: dict[str, Any] | None = None) -> str:
         all_tags = {k: str(v) for k, v in (tags or {}).items()}
         all_tags["mlflow.runName"] = name
@@ -31,6 +60,7 @@ class Tracker:
             run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
         return run.info.run_id
 
+    @_rides_outages
     def log(self, run_id: str, *, metrics: dict[str, float] | None = None, tags: dict[str, Any] | None = None,
             step: int = 0, steps: list[tuple[str, float, int]] | None = None) -> None:
         """Metrics (at `step`, plus (key, value, step) triples) and tags in one call: one store transaction."""
@@ -46,6 +76,7 @@ class Tracker:
                 if chunk or (i == 0 and tag_items):
                     self.client.log_batch(run_id, metrics=chunk, tags=tag_items if i == 0 else [])
 
+    @_rides_outages
     def params(self, run_id: str, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
 
@@ -63,6 +94,7 @@ class Tracker:
     def metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
         self.log(run_id, metrics=metrics, step=step)
 
+    @_rides_outages
     def tags(self, run_id: str, tags: dict[str, Any]) -> None:
         from mlflow.entities import RunTag
 
@@ -81,15 +113,18 @@ class Tracker:
         with translate_errors():
             self.client.log_inputs(run_id, datasets=[DatasetInput(ds, [InputTag("mlflow.data.context", context)])])
 
+    @_rides_outages
     def artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
         with translate_errors():
             self.client.log_artifact(run_id, str(path), artifact_path=artifact_path)
 
+    @_rides_outages
     def download(self, run_id: str, artifact_path: str, dst: Path) -> Path:
         dst.mkdir(parents=True, exist_ok=True)
         with translate_errors():
             return Path(self.client.download_artifacts(run_id, artifact_path, str(dst)))
 
+    @_rides_outages
     def end(self, run_id: str, status: str) -> None:
         """FINISHED, FAILED or KILLED."""
         with translate_errors():

@@ -41,7 +41,8 @@ def translate_errors(storage_url: str) -> Iterator[None]:
         raise ConfigError(f"PFP_OPTUNA_STORAGE: cannot use {_redact(storage_url)}: {first}") from None
     except Exception as e:
         name = type(e).__module__ + "." + type(e).__name__
-        if any(k in name for k in ("sqlalchemy", "psycopg", "sqlite3", "pymysql")) or isinstance(e, OSError):
+        if any(k in name for k in ("sqlalchemy", "psycopg", "sqlite3", "pymysql", "StorageInternalError")) \
+                or isinstance(e, OSError):
             first = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
             raise InfraError(f"Optuna storage {_redact(storage_url)} unreachable or failing: {first}") from None
         raise
@@ -174,25 +175,29 @@ class Study:
         wanted = tuple(optuna.trial.TrialState[s] for s in states)
         return len(self._call(lambda: self._study.get_trials(deepcopy=False, states=wanted), "get_trials"))
 
-    def ask(self, *, baseline: bool) -> Trial:
+    def ask(self, *, baseline: bool, may_pop_retry: bool = True) -> Trial:
         """A new trial, its heartbeat started: the baseline samples nothing (train.hyperparameters as configured),
-        the others the space. A stale trial's retry (queued by Optuna) is popped first and keeps its params."""
+        the others the space. A stale trial's retry (queued by Optuna) is popped first and keeps its params;
+        `may_pop_retry=False` (the caller saw no WAITING trial) saves reading the new trial's system attributes."""
 
-        def ask() -> tuple[Any, dict[str, Any], bool, int | None]:
+        def ask() -> Any:
             with warnings.catch_warnings():  # "heartbeat is supposed to be used with optimize": pfp beats itself
                 warnings.simplefilter("ignore")
-                t = self._study.ask()
-            system = self._rdb.get_trial_system_attrs(t._trial_id)
-            retry_of = system.get("failed_trial")
-            base = bool(t.user_attrs.get("baseline")) if retry_of is not None else baseline
-            params = {} if base else {k: _suggest(t, k, p) for k, p in self._space.items()}
-            if base and retry_of is None:
-                t.set_user_attr("baseline", True)
-            return t, params, base, retry_of
+                return self._study.ask()
 
-        t, params, base, retry_of = self._call(ask, "ask")
-        trial = Trial(self, t, params, baseline=base, retry_of=retry_of)
-        trial.start_heartbeat()
+        # Each step retried on its own: a retried `ask` after a created trial would leave an orphan RUNNING trial.
+        t = self._call(ask, "ask")
+        trial = Trial(self, t, {}, baseline=baseline, retry_of=None)
+        trial.start_heartbeat()  # at once: a trial that never beat can never be found stale
+        if may_pop_retry:
+            system = self._call(lambda: self._rdb.get_trial_system_attrs(t._trial_id), "get_trial_system_attrs")
+            trial.retry_of = system.get("failed_trial")
+        if trial.retry_of is not None:
+            trial.baseline = bool(t.user_attrs.get("baseline"))
+        if not trial.baseline:  # suggesting again returns what was suggested: safe to retry
+            trial.params = self._call(lambda: {k: _suggest(t, k, p) for k, p in self._space.items()}, "suggest")
+        elif trial.retry_of is None:
+            self._call(lambda: t.set_user_attr("baseline", True), "set_user_attr")
         return trial
 
     def tell(self, trial: Trial, state: str, value: float | None = None) -> None:
@@ -224,8 +229,9 @@ class Study:
         self._call(lambda: self._study.set_user_attr(key, value), "set_user_attr")
 
     def best(self) -> TrialSummary | None:
-        done = [t for t in self.trials() if t.state == COMPLETE and t.value is not None]
-        return max(done, key=lambda t: (t.value, -t.number)) if done else None
+        from pfp_mlops.domain.study_budget import best
+
+        return best(self.trials())
 
 
 def _summary(t: Any) -> TrialSummary:

@@ -53,6 +53,12 @@ def needs_baseline(trials: Iterable[Any]) -> bool:
     return not any(t.user_attrs.get("baseline") and not t.user_attrs.get("interrupted") for t in trials)
 
 
+def best(trials: Sequence[Any]) -> Any | None:
+    """The best COMPLETE trial (highest value, the earlier one on a tie), or None."""
+    done = [t for t in trials if t.state == "COMPLETE" and t.value is not None]
+    return max(done, key=lambda t: (t.value, -t.number)) if done else None
+
+
 def summary(trials: Sequence[Any], n_trials: int) -> dict[str, Any]:
     """What `pfp train --status` shows: trials by state, per worker, the best so far, the budget left."""
     states: dict[str, int] = {}
@@ -69,13 +75,12 @@ def summary(trials: Sequence[Any], n_trials: int) -> dict[str, Any]:
             row["running"].append(t.number)
         if t.state == "COMPLETE" and t.value is not None and (row["best_value"] is None or t.value > row["best_value"]):
             row["best_value"] = t.value
-    done = [t for t in trials if t.state == "COMPLETE" and t.value is not None]
-    best = max(done, key=lambda t: (t.value, -t.number)) if done else None
+    top = best(trials)
     return {
         "n_trials": n_trials, "finished": finished(trials), "states": states,
         "retried": sorted(superseded(trials)),
         "workers": sorted(workers.values(), key=lambda r: r["worker"]),
-        "best": None if best is None else {"trial": best.number, "value": best.value, "params": best.params,
-                                           "worker": best.user_attrs.get("worker"),
-                                           "mlflow_run_id": best.user_attrs.get("mlflow_run_id")},
+        "best": None if top is None else {"trial": top.number, "value": top.value, "params": top.params,
+                                          "worker": top.user_attrs.get("worker"),
+                                          "mlflow_run_id": top.user_attrs.get("mlflow_run_id")},
     }

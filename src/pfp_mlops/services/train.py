@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,14 @@ from pfp_mlops.services.train_trials import STATUS_OF_STATE, TrialRunner
 
 __all__ = ["STATUS_OF_STATE", "TRAINING_INFO", "TrainProgress", "_hms", "default_study_name", "optuna_storage_url",
            "read_training_info", "run_train", "training_info_path"]
+
+
+def soon(fn: Any, *args: Any) -> Future:
+    """fn(*args) in a background thread, overlapping the caller (subprocesses, file hashing: the GIL is free)."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pfp-train")
+    future = pool.submit(fn, *args)
+    pool.shutdown(wait=False)
+    return future
 
 
 def default_study_name(model_name: str, split_fingerprint: str) -> str:
@@ -52,6 +61,7 @@ class _Search:
 
         self.ctx = ctx
         self.manifest = manifest
+        self.git = soon(git_state)  # two git subprocesses, needed only if this process creates the parent run
         self.tc = ctx.cfg.train
         self.sc = ctx.cfg.train.search
         self.worker = worker_id(ctx)
@@ -69,8 +79,8 @@ class _Search:
 
         # MLflow plus the mirrors of train.trackers (W&B), loaded before anything is written (missing package: exit 2)
         self.tracker = trackers.build(ctx, lambda: tracking_adapter.Tracker(
-            ctx.registry.client, ctx.registry.experiment_id(ctx.cfg.registry.training_experiment))) if tracking \
-            else None
+            ctx.registry.client, ctx.registry.experiment_id(ctx.cfg.registry.training_experiment),
+            retry_s=self.sc.parallel.reconnect_s if worker else 0.0)) if tracking else None
         self.study = tuner.open_study(self.storage, self.study_name, self.sc, max_epochs=self.trial_epochs,
                                       parallel=worker)
         self.storage_shown = tuner._redact(self.storage)
@@ -94,7 +104,7 @@ class _Search:
     def create_parent_run(self) -> str:
         tags = {"pfp.split_fingerprint": self.manifest.fingerprint, "pfp.model_name": self.ctx.model_name,
                 "pfp.registered_by": who(), "pfp.role": "study", "pfp.study_name": self.study_name,
-                "pfp.optuna_storage": self.storage_shown, **{f"pfp.{k}": v for k, v in git_state().items()}}
+                "pfp.optuna_storage": self.storage_shown, **{f"pfp.{k}": v for k, v in self.git.result().items()}}
         parent = self.tracker.start(f"train-{time.strftime('%Y%m%d-%H%M%S')}", tags=tags)
         self.tracker.params(parent, {
             "model": self.tc.model, "epochs": self.tc.epochs, "trial_epochs": self.trial_epochs,
@@ -170,7 +180,7 @@ class _Search:
                 continue
             waiting_since = None
             self.position = study_budget.position(trials)
-            self.runner.run_trial(baseline=study_budget.needs_baseline(trials))
+            self.runner.run_trial(baseline=study_budget.needs_baseline(trials), trials=trials)
 
 
 def _overrides_param(ctx: Context) -> str:
@@ -187,12 +197,17 @@ def run_train(ctx: Context, *, time_budget_s: float | None = None) -> TrainResul
     manifest = current_split(ctx.cfg)
     runs_dir = ctx.cfg.paths.runs_dir.resolve()
     runs_dir.mkdir(parents=True, exist_ok=True)
+    from pfp_mlops.adapters.dvc import data_version  # the DVC hash of data/ (issue 5): lineage of the version
+
+    # Hashing data/ (when DVC has no current record) overlaps the search instead of following it.
     s = _Search(ctx, manifest, time_budget_s)
+    s.data_version = soon(data_version, ctx.cfg.paths.data_dir)
     parent = s.start_parent()
     status = "FAILED"
     try:
-        s.progress.emit("start", message=f"study {s.study_name} ({s.storage_shown}): "
-                        f"{study_budget.finished(s.study.trials())}/{s.sc.n_trials} trials done before this run")
+        trials = s.study.trials()
+        s.progress.emit("start", trials=trials, message=f"study {s.study_name} ({s.storage_shown}): "
+                        f"{study_budget.finished(trials)}/{s.sc.n_trials} trials done before this run")
         s.search()
         result = finish(s, parent, manifest, runs_dir)
         status = "FINISHED"

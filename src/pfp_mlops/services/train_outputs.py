@@ -44,9 +44,10 @@ def read_training_info(ctx: Context, path: Path | None = None) -> dict[str, Any]
 def finish(s: Any, parent: str, manifest: SplitManifest, runs_dir: Path) -> TrainResult:
     """Best trial across every process of the study → best.pt (optionally retrained) + training_info.json."""
     from pfp_mlops.adapters import yolo
+    from pfp_mlops.domain.study_budget import best as best_of
 
     trials = s.study.trials()
-    best = s.study.best()
+    best = best_of(trials)
     counts = {st.lower(): sum(t.state == st for t in trials) for st in ("COMPLETE", "PRUNED", "FAIL")}
     if best is None:
         err = next((t.user_attrs.get("error") for t in reversed(trials) if t.user_attrs.get("error")), s.last_error)
@@ -84,10 +85,7 @@ def finish(s: Any, parent: str, manifest: SplitManifest, runs_dir: Path) -> Trai
              "best_value": best.value, "best_params": best.params, "best_trial_run_id": trial_run,
              "n_trials": s.sc.n_trials, "trials": len(trials), **counts, "retrained_run_id": retrained,
              "objective": "valid map50"}
-    from pfp_mlops.adapters.dvc import data_version  # the DVC hash of data/ (issue 5): lineage of the version
-
-    dv = data_version(s.ctx.cfg.paths.data_dir)
-    s.tracker.tags(parent, {"pfp.data_version": dv.md5 or "", "pfp.data_version_source": dv.source})
+    dv = s.data_version.result()  # started with the search (services/train.py): the DVC hash of data/
     info = {
         "run_id": parent,
         "data_version": dv.md5,
@@ -122,14 +120,15 @@ def finish(s: Any, parent: str, manifest: SplitManifest, runs_dir: Path) -> Trai
     t.log(parent, metrics={**{f"final_valid_{k}": v for k, v in valid_metrics.items()},
                            "best_valid_map50": best.value, "trials_complete": counts["complete"],
                            "trials_pruned": counts["pruned"], "trials_failed": counts["fail"], "duration_s": duration},
-          steps=curve, tags={"pfp.best_trial": best.number, "pfp.best_trial_run_id": trial_run or ""})
+          steps=curve, tags={"pfp.best_trial": best.number, "pfp.best_trial_run_id": trial_run or "",
+                             "pfp.data_version": dv.md5 or "", "pfp.data_version_source": dv.source})
     t.artifact(parent, best_pt, "weights")
     s.runner.log_outputs(parent, save_dir, None)
     t.artifact(parent, info_path)
     trials_path = runs_dir / "trials.json"
     trials_path.write_text(json.dumps([asdict(tr) for tr in trials], indent=2, default=str), encoding="utf-8")
     t.artifact(parent, trials_path, "study")
-    s.progress.emit("end", message=f"best trial #{best.number}: valid mAP50 {best.value:.4f} "
+    s.progress.emit("end", trials=trials, message=f"best trial #{best.number}: valid mAP50 {best.value:.4f} "
                     f"({counts['complete']} complete, {counts['pruned']} pruned, {counts['fail']} failed)")
     return TrainResult(run_id=parent, weights=str(best_pt), training_info=str(info_path), valid_metrics=valid_metrics,
                        params=params, split_fingerprint=manifest.fingerprint, epochs=epochs, duration_s=duration,

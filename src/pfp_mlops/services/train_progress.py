@@ -54,18 +54,22 @@ class Progress:
         self.best_value: float | None = None
         self.counts = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0}
 
-    def refresh(self) -> None:
-        """Study counts and best value for the display: read at trial boundaries, not every epoch."""
-        trials = self.s.study.trials()
-        best = self.s.study.best()
+    def refresh(self, trials: list[Any] | None = None) -> None:
+        """Study counts and best value for the display: read at trial boundaries (or given), never every epoch."""
+        from pfp_mlops.domain.study_budget import best as best_of
+
+        trials = self.s.study.trials() if trials is None else trials
+        best = best_of(trials)
         self.counts = {st: sum(t.state == st for t in trials) for st in ("COMPLETE", "PRUNED", "FAIL")}
         self.best_value = best.value if best else None
 
     def emit(self, event: str, *, epoch: int = 0, epochs: int = 0, current: float | None = None,
-             message: str = "") -> None:
+             message: str = "", trials: list[Any] | None = None) -> None:
+        """`trials`: the study as the caller just read it (saves a storage round trip)."""
         s = self.s
-        if event != "epoch":
-            self.refresh()
+        # Plain log lines (CI, workers) show counts per epoch only: the next trial_start refreshes them anyway.
+        if event != "epoch" and (trials is not None or self.sink is not None or event != "trial_end"):
+            self.refresh(trials)
         c = self.counts
         p = TrainProgress(event, s.study_name, s.position, s.sc.n_trials, s.current_trial, epoch, epochs,
                           current, self.best_value, c["COMPLETE"], c["PRUNED"], c["FAIL"], time.time() - s.t0,

@@ -51,9 +51,11 @@ class TrialRunner:
             hyper["optimizer"] = "SGD"
         return batch, imgsz, hyper
 
-    def run_trial(self, *, baseline: bool) -> None:
+    def run_trial(self, *, baseline: bool, trials: list[Any] | None = None) -> None:
+        """`trials`: the study as the loop read it before asking (for the display's counts)."""
         s = self.s
-        trial = s.study.ask(baseline=baseline)
+        trial = s.study.ask(baseline=baseline, may_pop_retry=trials is None or any(t.state == "WAITING"
+                                                                                    for t in trials))
         s.current_trial = trial.number
         batch, imgsz, hyper = self.trial_args(trial.params)
         params = {"model": s.tc.model, "epochs": s.trial_epochs, "imgsz": imgsz, "batch": batch,
@@ -67,7 +69,7 @@ class TrialRunner:
         kind = "baseline" if trial.baseline else "sampled"
         if trial.retry_of is not None:
             kind += f", re-run of stale trial #{trial.retry_of}"
-        s.progress.emit("trial_start", epochs=s.trial_epochs,
+        s.progress.emit("trial_start", epochs=s.trial_epochs, trials=trials,
                         message=f"trial {s.position}/{s.sc.n_trials} (#{trial.number}, {kind}): "
                         + (", ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
                            or "configured hyperparameters"))

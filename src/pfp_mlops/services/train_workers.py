@@ -163,8 +163,9 @@ def run_worker(ctx: Any, *, time_budget_s: float | None = None) -> WorkerResult:
     s = _open(ctx, time_budget_s)
     s.parent = study_parent(s)
     reaped = reap(s, sweep=True)
-    s.progress.emit("start", message=f"worker {s.worker} joined study {s.study_name} ({s.storage_shown}): "
-                    f"{study_budget.finished(s.study.trials())}/{s.sc.n_trials} trials finished")
+    trials = s.study.trials()
+    s.progress.emit("start", trials=trials, message=f"worker {s.worker} joined study {s.study_name} "
+                    f"({s.storage_shown}): {study_budget.finished(trials)}/{s.sc.n_trials} trials finished")
     s.search()
     trials = s.study.trials()
     if study_budget.finished(trials) >= s.sc.n_trials and not any(t.state == "RUNNING" for t in trials):
