@@ -44,6 +44,9 @@ class DriftConfig(_Strict):
 
 class MonitorConfig(_Strict):
     log_dir: str | None = None  # null: serve.prediction_log.dir when configured, else <PFP_HOME>/predictions
+    # s3://bucket/prefix where `pfp serve` ships the log (serve.prediction_log.s3_uri): mirrored into
+    # <PFP_HOME>/monitor/s3-mirror/ before each run and read from there (unless a log folder is given explicitly)
+    log_s3_uri: str | None = None
     labels_dir: str | None = None  # `<sha256>.txt` YOLO label files; null: <log dir>/labels
     labels_csv: str | None = None  # request_id/image_index or sha256 → label_path; null: <labels dir>/labels.csv
     window: str = "1h"  # `1h` (aligned time buckets) or `N` (every N logged predictions)

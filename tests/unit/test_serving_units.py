@@ -185,7 +185,7 @@ def test_prediction_log_rotates_stores_images_once_and_uploads_finished_files(tm
     """Past max_bytes a new file starts; each image is stored once, content-addressed; closed files are handed
     to the uploader; every line is complete JSON."""
     uploaded: list[str] = []
-    plog = PredictionLog(tmp_path, max_bytes=2048, upload=lambda p: uploaded.append(p.name)).start()
+    plog = PredictionLog(tmp_path, max_bytes=2048, upload=lambda p, key: uploaded.append(key)).start()
     img = read_image(0, base64.b64encode(_png()).decode())
     line = json.dumps({"schema": 1, "pad": "x" * 500})
     for _ in range(10):
@@ -195,7 +195,8 @@ def test_prediction_log_rotates_stores_images_once_and_uploads_finished_files(tm
     assert len(files) >= 2
     assert sum(len(f.read_text().splitlines()) for f in files) == 10
     assert all(json.loads(x)["schema"] == 1 for f in files for x in f.read_text().splitlines())
-    assert sorted(uploaded) == [f.name for f in files]
+    assert sorted(k for k in uploaded if k.endswith(".jsonl")) == [f.name for f in files]
+    assert [k for k in uploaded if not k.endswith(".jsonl")] == [f"images/{img.sha256[:2]}/{img.sha256}.png"]
     stored = list((tmp_path / "images").rglob("*.png"))
     assert [p.name for p in stored] == [f"{img.sha256}.png"] and stored[0].parent.name == img.sha256[:2]
     assert stored[0].read_bytes() == img.data

@@ -46,7 +46,7 @@ class PredictionLog:
 
     def __init__(self, directory: Path, *, store_images: bool = True, max_bytes: int = 64 << 20,
                  max_age_s: float = 3600, queue_size: int = 10000,
-                 upload: Callable[[Path], None] | None = None, on_drop: Callable[[], None] | None = None) -> None:
+                 upload: Callable[[Path, str], None] | None = None, on_drop: Callable[[], None] | None = None) -> None:
         self.dir = directory
         self.store_images = store_images
         self.max_bytes = max_bytes
@@ -132,7 +132,7 @@ class PredictionLog:
         done, self._fh = self._path, None
         if self.upload is not None and done is not None:
             try:
-                self.upload(done)
+                self.upload(done, done.name)
             except Exception as e:  # noqa: BLE001 - an upload failure is logged; the local file stays
                 log.error("prediction log upload of %s failed: %s", done.name, e)
 
@@ -144,3 +144,9 @@ class PredictionLog:
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         tmp.write_bytes(img.data)
         os.replace(tmp, target)
+        if self.upload is not None:  # the monitor shadow-scores stored images: they travel with the log
+            key = f"images/{img.sha256[:2]}/{target.name}"
+            try:
+                self.upload(target, key)
+            except Exception as e:  # noqa: BLE001 - logged; the local copy stays
+                log.error("prediction log upload of %s failed: %s", key, e)

@@ -41,6 +41,8 @@ def render_run(r) -> None:
                      f"partial {lg.get('partial')}, duplicates {lg.get('duplicates')}"),
              ("labels", f"{lb.get('labelled_images')} labelled; bad {lb.get('bad')}, "
                         f"unknown images {lb.get('unknown_images')}")]
+    if lg.get("s3"):
+        notes.append(("s3", f"{lg['s3']['uri']}: {lg['s3']['downloaded']} new of {lg['s3']['objects']} objects"))
     notes += [("problem", p) for p in [*lg.get("problems", []), *lb.get("problems", [])]]
     notes += [("unknown version", f"v{v}: {n} predictions skipped (not in the registry)")
               for v, n in r.unknown_versions.items()]

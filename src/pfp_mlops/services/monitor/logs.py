@@ -20,6 +20,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pfp_mlops.domain.prediction_log import BadLine, LoggedPrediction, parse_record
 
@@ -43,6 +44,21 @@ class LogRead:
         return {"files": self.files, "lines": self.lines, "predictions": len(self.predictions),
                 "corrupt": self.corrupt, "partial": self.partial, "other_models": self.other_models,
                 "before_since": self.before_since, "duplicates": self.duplicates, "problems": self.problems}
+
+
+def mirror_s3(ctx: Any, log_dir: Path | None) -> tuple[Path | None, dict[str, Any] | None]:
+    """With `monitor.log_s3_uri` and no explicit log folder: bring what is new under the prefix (log files, stored
+    images, labels uploaded beside them) into `<PFP_HOME>/monitor/s3-mirror/` and read the log from there."""
+    uri = ctx.cfg.monitor.log_s3_uri
+    if log_dir is not None or not uri:
+        return log_dir, None
+    from pfp_mlops.adapters.s3_upload import mirror
+
+    dest = ctx.home / "monitor" / "s3-mirror"
+    secret = ctx.settings.aws_secret_access_key
+    report = mirror(uri, dest, endpoint=ctx.settings.mlflow_s3_endpoint_url, key_id=ctx.settings.aws_access_key_id,
+                    secret=secret.get_secret_value() if secret else None)
+    return dest, report
 
 
 def log_files(log_dir: Path) -> list[Path]:

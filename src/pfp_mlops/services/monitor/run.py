@@ -93,6 +93,7 @@ def run_monitor(ctx: Context, *, window: str | None = None, since: float | None 
     mc, name, reg = ctx.cfg.monitor, ctx.model_name, ctx.registry
     kind, size = parse_window(window or mc.window)
     now = time.time() if now is None else now
+    log_dir, s3 = logs.mirror_s3(ctx, log_dir)
     log_dir, lab_dir, lab_csv = paths(ctx, log_dir, labels_dir)
     with st.exclusive(ctx.home):
         read = logs.read_log(log_dir, model=name, since_ts=since)
@@ -100,7 +101,8 @@ def run_monitor(ctx: Context, *, window: str | None = None, since: float | None 
         known = {v.version: v for v in reg.versions(name)} if reg.model_exists(name) else {}
         production = reg.alias_version(name, ctx.cfg.registry.production_alias) if known else None
         history = ledger.production_history(ctx) if known else []
-        result = MonitorResult(name, production, log={"dir": str(log_dir), **read.report()},
+        log_report = {"dir": str(log_dir), **read.report(), **({"s3": s3} if s3 else {})}
+        result = MonitorResult(name, production, log=log_report,
                                labels={"dir": str(lab_dir), **labels.report()})
         by_version: dict[int, list[LoggedPrediction]] = defaultdict(list)
         for p in read.predictions:

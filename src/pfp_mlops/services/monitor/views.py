@@ -32,6 +32,7 @@ def label_template(ctx: Context, *, out: Path | None = None, log_dir: Path | Non
     """
     from pfp_mlops.services.monitor.run import paths
 
+    log_dir, _s3 = logs.mirror_s3(ctx, log_dir)
     log_dir, lab_dir, lab_csv = paths(ctx, log_dir)
     read = logs.read_log(log_dir, model=ctx.model_name)
     labels = logs.read_labels(lab_dir, lab_csv, n_classes=len(ctx.cfg.data.classes), predictions=read.predictions)
