@@ -23,10 +23,30 @@ Only `services/lifecycle.py` may call `move_alias`, `set_tags` with a `stage` ke
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from pfp_mlops.domain.errors import UserError
 from pfp_mlops.domain.models import ModelVersionInfo
+
+
+def version_number(v: int | str) -> int:
+    """A version as every implementation takes it: a positive integer, or its decimal string (REST gives strings)."""
+    try:
+        n = int(str(v))
+    except ValueError:
+        raise UserError(f"model version must be a positive integer (got {v!r})") from None
+    if n < 1:
+        raise UserError(f"model version must be a positive integer (got {v!r})")
+    return n
+
+
+def tag_value(v: Any) -> str:
+    """Tags are strings in every implementation: non-strings as JSON, cut at 5000 characters (MLflow allows 8000)."""
+    if isinstance(v, str):
+        return v[:5000]
+    return json.dumps(v, default=str)[:5000]
 
 LedgerStatus = Literal["pending", "complete", "aborted"]
 # The ledger entry key that carries the status ("complete" when missing: entries written before the engine).

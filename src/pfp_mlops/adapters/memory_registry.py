@@ -23,28 +23,12 @@ from typing import Any
 
 from pfp_mlops.domain.errors import ConcurrentPromotion, NotFoundError, UserError
 from pfp_mlops.domain.models import ModelVersionInfo
-from pfp_mlops.ports import STATUS_KEY, LedgerStatus
+from pfp_mlops.ports import STATUS_KEY, LedgerStatus, tag_value, version_number
 
 
 class CrashHere(BaseException):
     """Raised by a fault-injected write: a BaseException, like the SIGKILL it stands for, so no `except Exception`
     in the code under test can swallow it."""
-
-
-def _tag_value(v: Any) -> str:
-    import json
-
-    return (v if isinstance(v, str) else json.dumps(v, default=str))[:5000]
-
-
-def _version_number(v: int | str) -> int:
-    try:
-        n = int(str(v))
-    except ValueError:
-        raise UserError(f"model version must be a positive integer (got {v!r})") from None
-    if n < 1:
-        raise UserError(f"model version must be a positive integer (got {v!r})")
-    return n
 
 
 class MemoryRegistry:
@@ -99,12 +83,12 @@ class MemoryRegistry:
             self.ensure_model(name)
             versions = self._models[name]["versions"]
             n = max(versions, default=0) + 1
-            versions[n] = {"tags": {k: _tag_value(v) for k, v in tags.items()}, "run_id": run_id,
+            versions[n] = {"tags": {k: tag_value(v) for k, v in tags.items()}, "run_id": run_id,
                            "source": model_uri}
             return n
 
     def _version(self, name: str, version: int | str) -> tuple[int, dict[str, Any]]:
-        n = _version_number(version)
+        n = version_number(version)
         v = self._model(name)["versions"].get(n)
         if v is None:
             raise NotFoundError(f"model version {name} v{n} not found")
@@ -156,7 +140,7 @@ class MemoryRegistry:
             _, v = self._version(name, version)
             for k, val in tags.items():  # one tag at a time, as MLflow does: a crash can land between two
                 self._write("set_tags")
-                v["tags"][k] = _tag_value(val)
+                v["tags"][k] = tag_value(val)
 
     def model_tags(self, name: str) -> dict[str, str]:
         with self._lock:
@@ -178,7 +162,7 @@ class MemoryRegistry:
             raise UserError(f"a ledger entry is appended pending or complete (got {status!r})")
         with self._lock:
             self._write("append_ledger")
-            tags = {k: _tag_value(v) for k, v in entry.items() if k not in ("metrics", STATUS_KEY) and v is not None}
+            tags = {k: tag_value(v) for k, v in entry.items() if k not in ("metrics", STATUS_KEY) and v is not None}
             tags[STATUS_KEY] = status
             return self._new_run(self.lifecycle_experiment, tags, entry.get("metrics") or {},
                                  "FINISHED" if status == "complete" else "RUNNING")
@@ -205,7 +189,7 @@ class MemoryRegistry:
         with self._lock:
             r = self._run(run_id)
             self._write("annotate_ledger")
-            r["tags"].update({k: _tag_value(v) for k, v in tags.items()})
+            r["tags"].update({k: tag_value(v) for k, v in tags.items()})
 
     def ledger(self, model: str, limit: int = 1000, *, status: LedgerStatus | None = None) -> list[dict[str, Any]]:
         with self._lock:
@@ -226,7 +210,7 @@ class MemoryRegistry:
                             metrics: dict[str, Any] | None = None) -> str:
         with self._lock:
             self._write("create_finished_run")
-            t = {k: _tag_value(v) for k, v in tags.items()}
+            t = {k: tag_value(v) for k, v in tags.items()}
             t["mlflow.runName"] = name
             return self._new_run(experiment, t, metrics or {}, "FINISHED")
 

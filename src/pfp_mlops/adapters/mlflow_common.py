@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -95,11 +94,6 @@ def _uri() -> str:
     return public_uri(os.environ.get("MLFLOW_TRACKING_URI", ""))
 
 
-def tag_value(v: Any) -> str:
-    """MLflow tags are strings: non-strings as JSON, cut at 5000 characters (the store's limit is 8000)."""
-    if isinstance(v, str):
-        return v[:5000]
-    return json.dumps(v, default=str)[:5000]
 
 
 def error_code(e: Exception) -> str:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pfp_mlops.adapters.mlflow_common import tag_value, translated
+from pfp_mlops.adapters.mlflow_common import translated
 from pfp_mlops.domain.errors import UserError
-from pfp_mlops.ports import STATUS_KEY, LedgerStatus
+from pfp_mlops.ports import STATUS_KEY, LedgerStatus, tag_value
 
 LEDGER_ACTION_TAG = "pfp.action"
 _RUN_STATUS = {"complete": "FINISHED", "aborted": "KILLED"}

@@ -13,11 +13,12 @@ import time
 from typing import Any
 
 from pfp_mlops.adapters.mlflow_aliases import CLAIM_PREFIX, CLAIM_STALE_S, EPOCH_TAG, AliasCAS
-from pfp_mlops.adapters.mlflow_common import error_code, http_failure, tag_value, translate_errors, translated
+from pfp_mlops.adapters.mlflow_common import error_code, http_failure, translate_errors, translated
 from pfp_mlops.adapters.mlflow_ledger import LEDGER_ACTION_TAG, LedgerStore
 from pfp_mlops.adapters.mlflow_runs import RunStore
 from pfp_mlops.domain.errors import NotFoundError, UserError
 from pfp_mlops.domain.models import ModelVersionInfo
+from pfp_mlops.ports import tag_value, version_number
 from pfp_mlops.settings import Settings
 from pfp_mlops.uris import public_uri
 
@@ -124,7 +125,7 @@ class Registry(AliasCAS, LedgerStore, RunStore):
 
     @translated
     def version(self, name: str, version: int | str) -> ModelVersionInfo:
-        v = _as_version(version)
+        v = version_number(version)
         mv = self.client.get_model_version(name, str(v))
         return _info(mv)
 
@@ -149,14 +150,6 @@ class Registry(AliasCAS, LedgerStore, RunStore):
             self.client.set_model_version_tag(name, str(version), k, tag_value(v))
 
 
-def _as_version(v: int | str) -> int:
-    try:
-        n = int(str(v))
-    except ValueError:
-        raise UserError(f"model version must be a positive integer (got {v!r})") from None
-    if n < 1:
-        raise UserError(f"model version must be a positive integer (got {v!r})")
-    return n
 
 
 def _info(mv: Any) -> ModelVersionInfo:

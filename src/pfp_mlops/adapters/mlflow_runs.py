@@ -6,7 +6,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pfp_mlops.adapters.mlflow_common import tag_value, translated
+from pfp_mlops.adapters.mlflow_common import translated
+from pfp_mlops.ports import tag_value
 
 
 class RunStore:
