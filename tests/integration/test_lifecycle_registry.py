@@ -105,6 +105,7 @@ RACER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # two real processes race on one store (~5 s each): not for the 60 s fast tier
 @pytest.mark.parametrize("targets", [(2, 2), (2, 3)], ids=["same-target", "different-targets"])
 def test_two_processes_moving_one_alias_exactly_one_wins(registry, workdir, targets):
     """Two processes that both read production=v1 and both passed the check: exactly one move lands.
