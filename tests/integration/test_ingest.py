@@ -252,6 +252,52 @@ def test_a_failure_while_writing_leaves_the_data_folder_as_it_was(workdir, expor
     assert again.source["dataset_digest"] == first.source["dataset_digest"]
 
 
+def test_parallel_workers_write_exactly_what_the_serial_path_writes(workdir, exports):
+    """`--workers 3` (forked workers over ranges of the images) and `--workers 1` give the same data folder byte for
+    byte (report timestamps aside): the same hashes, sizes, links, labels, CSV rows and messages, in the same order.
+    Real `pfp` processes: the CLI forks only when it runs no thread."""
+    import subprocess
+    import sys
+
+    bin_ = Path(sys.executable).parent / "pfp"
+    trees, reports = [], []
+    for n in ("1", "3"):
+        out = workdir / f"data{n}"
+        r = subprocess.run([str(bin_), "ingest", str(exports["roboflow"]), "--out", str(out), "--workers", n,
+                            "--json"], capture_output=True, text=True, timeout=120, cwd=workdir)
+        assert r.returncode == 0, r.stderr
+        rep = json.loads(r.stdout)["result"]
+        for k in ("out", "next_steps", "duration_s"):
+            rep.pop(k, None)
+        rep["source"].pop("ingested_at")
+        reports.append(rep)
+        tree = X.tree_digest(out)
+        tree.pop("ingest_report.json")
+        trees.append(tree)
+        assert os.stat(out / _rows(out)[0]["image_path"]).st_nlink >= 2  # hard links, from the workers too
+    assert trees[0] == trees[1] and len(trees[0]) == 2 * 42 + 2
+    assert reports[0] == reports[1]
+
+
+def test_a_failure_in_a_worker_leaves_nothing_behind(workdir, exports, monkeypatch):
+    """A link that fails in a forked worker is raised in the parent, which removes its temporary folder."""
+    from pfp_mlops.services.ingest import parallel, run_ingest
+    from pfp_mlops.settings import PipelineConfig
+
+    assert parallel.workers_for(42, 2) == 2, "the test process runs threads: the parallel path would not be taken"
+    real_link = os.link
+
+    def flaky_link(src, dst):
+        if dst.endswith(("2.png", "2.jpg")):
+            raise OSError(5, "Input/output error")
+        real_link(src, dst)
+
+    monkeypatch.setattr(os, "link", flaky_link)
+    with pytest.raises(OSError, match="Input/output error"):
+        run_ingest(PipelineConfig(), exports["roboflow"], workers=2)
+    assert not (workdir / "data").exists() and not list(workdir.glob(".data.*"))
+
+
 # --- bad input: one line, exit 2, nothing written, the source untouched -------------------------------------------
 
 def _copy(exports: dict[str, Path], name: str, dst: Path) -> Path:

@@ -24,6 +24,9 @@ def ingest(
     )] = None,
     keep_crowd: Annotated[bool, typer.Option("--keep-crowd", help="COCO: keep iscrowd annotations as boxes.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace a data folder that already holds files.")] = False,
+    workers: Annotated[int, typer.Option(
+        "--workers", help="Processes that read, hash and link the images (0: one per idle CPU, at most 8; serial below "
+                          "4,000 images).")] = 0,
     config: ConfigOpt = None, set_: SetOpt = None, profile: ProfileOpt = None, json: JsonOpt = False,
 ) -> None:
     """Bring a dataset export in (Roboflow, Ultralytics YAML, COCO, CVAT, folders): checked, grouped, never modified."""
@@ -40,7 +43,7 @@ def ingest(
             raise UserError("--link and --copy exclude each other")
         return run_ingest(inv.cfg, source, fmt=fmt, out=out, keep_source_splits=keep_source_splits,
                           allow_leaks=allow_leaks, mode="link" if link else "copy" if copy else "auto",
-                          group_regex=group_regex, keep_crowd=keep_crowd, force=force,
+                          group_regex=group_regex, keep_crowd=keep_crowd, force=force, workers=workers,
                           say=logging.getLogger("pfp").debug)  # stderr keeps to one line on errors
 
     def render(r):

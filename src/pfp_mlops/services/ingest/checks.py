@@ -12,6 +12,7 @@ import hashlib
 import os
 import re
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 from pfp_mlops.services.ingest.model import Problems, SourceImage
@@ -70,12 +71,14 @@ def _jpeg_size(data: bytes) -> tuple[int, int]:
     return 0, 0
 
 
-def inspect_images(images: list[SourceImage], problems: Problems, *, min_side: int) -> None:
-    """Hash and size every image in place; unreadable/truncated → errors, size mismatches, tiny images → reported."""
+def read_and_size(paths: Sequence[str]) -> list[tuple[str, int, int, str]]:
+    """(sha256, width, height, problem) of each file, read once; problem '' for a complete image. Pure per file,
+    so `parallel.map_ranges` can run it over ranges of a large list."""
     sha256 = hashlib.sha256
-    for img in images:
+    out: list[tuple[str, int, int, str]] = []
+    for path in paths:
         try:
-            fd = os.open(img.path, os.O_RDONLY)
+            fd = os.open(path, os.O_RDONLY)
             try:
                 chunks = [os.read(fd, 1 << 20)]
                 while len(chunks[-1]) == 1 << 20:  # a short read of a regular file is its end: one read() for most
@@ -83,11 +86,26 @@ def inspect_images(images: list[SourceImage], problems: Problems, *, min_side: i
             finally:
                 os.close(fd)
         except OSError as e:
-            problems.error("image_unreadable", f"{img.rel}: cannot read ({e.strerror})")
+            out.append(("", 0, 0, f"cannot read ({e.strerror})"))
             continue
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        img.sha256 = sha256(data).hexdigest()
         w, h, bad = image_size(data)
+        out.append((sha256(data).hexdigest(), w, h, bad))
+    return out
+
+
+def inspect_images(images: list[SourceImage], problems: Problems, *, min_side: int, workers: int = 0) -> None:
+    """Hash and size every image in place; unreadable/truncated → errors, size mismatches, tiny images → reported.
+    The reading and hashing run in `workers` processes for a large list (0: auto, see `parallel.workers_for`)."""
+    from pfp_mlops.services.ingest import parallel
+
+    n = parallel.workers_for(len(images), workers)
+    results = parallel.map_ranges(read_and_size, [img.path for img in images], n)
+    for img, (sha, w, h, bad) in zip(images, results, strict=True):
+        if not sha:
+            problems.error("image_unreadable", f"{img.rel}: {bad}")
+            continue
+        img.sha256 = sha
         if bad:
             problems.error("image_unreadable", f"{img.rel}: {bad}")
             continue

@@ -87,6 +87,7 @@ class Root:
         self.path = os.path.realpath(path)
         self._prefix = self.path.rstrip(os.sep) + os.sep
         self._dirs: dict[str, str] = {}
+        self._listings: dict[str, dict[str, bool]] = {}
         self._last_hit = 0
 
     def rel(self, path: str) -> str:
@@ -113,23 +114,39 @@ class Root:
     def find_file(self, candidates: list[str], name: str, what: str) -> tuple[str, str] | None:
         """The first `<candidate>/<name>` that exists: (as found, real path inside the root), or None.
 
-        One lstat per candidate and a cached realpath per folder: 100,000 realpath() calls would lstat every
-        component of every path. A symlinked file is resolved (and checked) on its own.
+        Each folder is listed once (os.scandir, cached) and names are looked up in the listing: one system call per
+        folder instead of one lstat per image. A name the listings do not hold gets the lstat (a case-insensitive
+        file system, a name with `..` in it). A symlinked file is resolved (and checked) on its own; a folder's
+        real path is cached.
         """
         last = self._last_hit if self._last_hit < len(candidates) else 0
         sep = "" if name.startswith(os.sep) else os.sep  # os.path.join semantics, without its cost
-        for i in (last, *(j for j in range(len(candidates)) if j != last)):
+        order = (last, *(j for j in range(len(candidates)) if j != last))
+        for i in order:
+            found = name if not sep else candidates[i] + sep + name
+            d, _, base = found.rpartition(os.sep)
+            listing = self._listings.get(d)
+            if listing is None:
+                listing = self._listings[d] = _listing(d)
+            link = listing.get(base)
+            if link is None:
+                continue
+            self._last_hit = i  # an export keeps its images in one place: try that first next time
+            return self._hit(found, d, base, link, what)
+        for i in order:
             found = name if not sep else candidates[i] + sep + name
             try:
                 st = os.lstat(found)
             except OSError:
                 continue
-            self._last_hit = i  # an export keeps its images in one place: try that first next time
-            if stat.S_ISLNK(st.st_mode):
-                return found, self.resolve(found, what)
             d, _, base = found.rpartition(os.sep)
-            return found, self.real_dir(d, what) + os.sep + base
+            return self._hit(found, d, base, stat.S_ISLNK(st.st_mode), what)
         return None
+
+    def _hit(self, found: str, d: str, base: str, link: bool, what: str) -> tuple[str, str]:
+        if link:
+            return found, self.resolve(found, what)
+        return found, self.real_dir(d, what) + os.sep + base
 
     def real_dir(self, path: str, what: str) -> str:
         """Cached `resolve` for folders: a 100,000-image export has a handful of them."""
@@ -137,6 +154,15 @@ class Root:
         if got is None:
             got = self._dirs[path] = self.resolve(path, what)
         return got
+
+
+def _listing(folder: str) -> dict[str, bool]:
+    """name → is a symlink, for the entries of `folder` that are not folders; {} when it cannot be listed."""
+    try:
+        with os.scandir(folder or os.sep) as it:
+            return {e.name: e.is_symlink() for e in it if e.is_symlink() or not e.is_dir()}
+    except OSError:
+        return {}
 
 
 def walk_images(root: Root, top: str, what: str) -> tuple[list[str], list[str]]:

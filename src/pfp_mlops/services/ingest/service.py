@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from pfp_mlops.domain.errors import DataError
-from pfp_mlops.domain.labels import format_row
+from pfp_mlops.domain.labels import format_rows
 from pfp_mlops.services.ingest import checks, report, writer
 from pfp_mlops.services.ingest.detect import read_source
 from pfp_mlops.services.ingest.model import SourceDataset
@@ -24,11 +26,42 @@ class IngestFailed(DataError):
         self.decision = report
 
 
+@contextlib.contextmanager
+def _without_cyclic_gc() -> Iterator[None]:
+    """The cyclic garbage collector off while an ingest runs, back as it was after.
+
+    A 100,000-image COCO file parses into ~500,000 dicts and lists, and every 700 new container objects trigger a
+    collection that walks the young ones, and every few of those the whole heap: ~0.6 s of a 5 s ingest (the
+    parse takes 0.6 s with it, 0.2 s without). What an ingest builds holds no reference cycles (JSON values, the
+    images, their boxes), so reference counting frees all of it; the collector has nothing to find.
+    """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def run_ingest(cfg: PipelineConfig, source: Path, *, fmt: str = "auto", out: Path | None = None,
                keep_source_splits: bool = False, allow_leaks: bool = False, mode: str = "auto",
-               group_regex: str | None = None, keep_crowd: bool = False, force: bool = False,
+               group_regex: str | None = None, keep_crowd: bool = False, force: bool = False, workers: int = 0,
                say: Callable[[str], None] = lambda _m: None) -> report.IngestReport:
+    """Read, check, report and (when clean) write the source into the data folder; see the module docstring."""
+    with _without_cyclic_gc():
+        return _run_ingest(cfg, source, fmt=fmt, out=out, keep_source_splits=keep_source_splits,
+                           allow_leaks=allow_leaks, mode=mode, group_regex=group_regex, keep_crowd=keep_crowd,
+                           force=force, workers=workers, say=say)
+
+
+def _run_ingest(cfg: PipelineConfig, source: Path, *, fmt: str = "auto", out: Path | None = None,
+                keep_source_splits: bool = False, allow_leaks: bool = False, mode: str = "auto",
+                group_regex: str | None = None, keep_crowd: bool = False, force: bool = False, workers: int = 0,
+                say: Callable[[str], None] = lambda _m: None) -> report.IngestReport:
     regex = None
+    if workers < 0:
+        raise DataError(f"--workers {workers}: must be 0 (auto) or a number of processes")
     if group_regex:
         try:
             regex = re.compile(group_regex)
@@ -46,7 +79,7 @@ def run_ingest(cfg: PipelineConfig, source: Path, *, fmt: str = "auto", out: Pat
     _unique_dests(ds)
     problems = ds.problems
     say(f"checking {len(ds.images)} images")
-    checks.inspect_images(ds.images, problems, min_side=max(cfg.train.imgsz // 8, 1))
+    checks.inspect_images(ds.images, problems, min_side=max(cfg.train.imgsz // 8, 1), workers=workers)
     groups = checks.assign_groups(ds.images, regex)
     group_stats = checks.leaks_and_duplicates(ds.images, groups)
     for leak in group_stats["leaks"]:
@@ -64,7 +97,7 @@ def run_ingest(cfg: PipelineConfig, source: Path, *, fmt: str = "auto", out: Pat
     _drop_invisible_boxes(ds)
     n, class_counts = report.counts(ds, problems)
     for img in ds.images:
-        img.label_text = "".join(f"{format_row(*b)}\n" for b in img.boxes or ())
+        img.label_text = format_rows(img.boxes) if img.boxes else ""
     digest = report.dataset_digest(ds)
     rep = report.IngestReport(
         ok=problems.n_errors() == 0, format=ds.format, detected_by=ds.detected_by,
@@ -82,7 +115,7 @@ def run_ingest(cfg: PipelineConfig, source: Path, *, fmt: str = "auto", out: Pat
         classes_doc["category_map"] = ds.meta["category_map"]
         classes_doc["dropped_categories"] = ds.meta["dropped_categories"]
     rep.link_mode = writer.write_dataset(target, ds.images, groups, mode=mode, classes_doc=classes_doc,
-                                         report=rep.to_dict())
+                                         report=rep.to_dict(), workers=workers)
     return rep
 
 

@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,14 +45,15 @@ def label_rel(dest: str) -> str:
 
 
 def write_dataset(out: Path, images: list[SourceImage], groups: list[str | None], *, mode: str,
-                  classes_doc: dict[str, Any], report: dict[str, Any]) -> str:
-    """Write and move into place; returns how images were placed: hardlink, symlink or copy (mixed: the first)."""
+                  classes_doc: dict[str, Any], report: dict[str, Any], workers: int = 0) -> str:
+    """Write and move into place; returns how images were placed: hardlink, symlink or copy (mixed: the last
+    fallback any image needed)."""
     out = out.absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale(out)
     tmp = tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.ingest-{os.getpid()}-")
     try:
-        placed = _write_files(tmp, images, mode)
+        placed = _write_files(tmp, images, mode, workers)
         _write_csv(os.path.join(tmp, CSV_NAME), images, groups)
         import yaml
 
@@ -88,7 +90,14 @@ def _write_csv(path: str, images: list[SourceImage], groups: list[str | None]) -
         fh.write("\n".join(lines) + "\n")
 
 
-def _write_files(tmp: str, images: list[SourceImage], mode: str) -> str:
+FALLBACK = ("hardlink", "symlink", "copy")
+
+
+def _write_files(tmp: str, images: list[SourceImage], mode: str, workers: int = 0) -> str:
+    """The image links (or copies) and the label files; in `workers` processes for a large dataset. Returns the
+    placement that was used, the last fallback any image needed (hardlink, then symlink, then copy)."""
+    from pfp_mlops.services.ingest import parallel
+
     dirs = set()
     for img in images:
         d = img.dest.rsplit("/", 1)[0] if "/" in img.dest else ""
@@ -96,19 +105,24 @@ def _write_files(tmp: str, images: list[SourceImage], mode: str) -> str:
     for d in sorted(dirs):
         os.makedirs(os.path.join(tmp, "images", d), exist_ok=True)
         os.makedirs(os.path.join(tmp, "labels", d), exist_ok=True)
-    how = "copy" if mode == "copy" else "hardlink"
+    start = "copy" if mode == "copy" else "hardlink"
     img_prefix, tmp_prefix = os.path.join(tmp, "images") + os.sep, tmp + os.sep
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-    for img in images:
-        dst = img_prefix + img.dest
-        how = _place(img.path, dst, how, strict=mode == "link")
-        fd = os.open(tmp_prefix + label_rel(img.dest), flags, 0o644)
-        try:
-            if img.label_text:
-                os.write(fd, img.label_text.encode())
-        finally:
-            os.close(fd)
-    return how
+
+    def place(batch: Sequence[SourceImage]) -> list[str]:
+        how = start
+        for img in batch:
+            how = _place(img.path, img_prefix + img.dest, how, strict=mode == "link")
+            fd = os.open(tmp_prefix + label_rel(img.dest), flags, 0o644)
+            try:
+                if img.label_text:
+                    os.write(fd, img.label_text.encode())
+            finally:
+                os.close(fd)
+        return [how]
+
+    used = parallel.map_ranges(place, images, parallel.workers_for(len(images), workers))
+    return max(used, key=FALLBACK.index) if used else start
 
 
 def _place(src: str, dst: str, how: str, *, strict: bool) -> str:
