@@ -25,8 +25,8 @@ script can exit with the CLI's code (`pfp_mlops.cli.errors.exit_code_of_outcome`
 **Stability.** Public, and changed only with a deprecation period of one minor release: `Project` and its methods
 and properties documented here, `Refused`, `StatusReport`, `outcome_error`, the result types they return
 (`pfp_mlops.domain.models`: SplitManifest, TrainResult, RegisterResult, PromoteResult, ValidateResult,
-RegressionResult, RollbackResult, PipelineResult, Decision, EvalResult; fields may be added, not removed or
-renamed) and the exception tree of `pfp_mlops.domain.errors`. Everything else (`services`, `adapters`, `cli`,
+RegressionResult, RollbackResult, PipelineResult, Decision, EvalResult; `ingest()`'s IngestReport; fields may be
+added, not removed or renamed) and the exception tree of `pfp_mlops.domain.errors`. Everything else (`services`, `adapters`, `cli`,
 `session`, module layout) is internal and may change in any release.
 
 A Project changes the working directory to its folder for the duration of each call (the services resolve
@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     )
     from pfp_mlops.ports import RegistryPort
     from pfp_mlops.services.context import Context
+    from pfp_mlops.services.ingest.report import IngestReport
     from pfp_mlops.settings import PipelineConfig, Settings
 
 __all__ = ["Project", "Refused", "StatusReport", "outcome_error"]
@@ -134,6 +135,22 @@ class Project:
                            seed=d.seed if seed is None else seed, max_objects=d.max_objects,
                            classes=tuple(cfg.data.classes))
             return Path(csv).resolve()
+
+    def ingest(self, source: str | os.PathLike[str], *, fmt: str = "auto", out: str | os.PathLike[str] | None = None,
+               keep_source_splits: bool = False, allow_leaks: bool = False, mode: str = "auto",
+               group_regex: str | None = None, keep_crowd: bool = False, force: bool = False,
+               workers: int = 0) -> IngestReport:
+        """`pfp ingest SOURCE`: read an export (Roboflow, Ultralytics YAML, COCO, CVAT, folders), check it and write
+        `paths.data_dir` (or `out`); returns the report (`ingest_report.json`'s content). `mode`: auto (hard links,
+        else symlinks, else copies), link or copy. Hard errors in the source raise
+        `pfp_mlops.services.ingest.IngestFailed` (a DataError, exit 2 in the CLI) with the report as `.decision`,
+        and nothing is written. A relative `source` or `out` is relative to the project folder."""
+        from pfp_mlops.services.ingest import run_ingest
+
+        with self._inside():
+            return run_ingest(self.config, Path(source), fmt=fmt, out=None if out is None else Path(out),
+                              keep_source_splits=keep_source_splits, allow_leaks=allow_leaks, mode=mode,
+                              group_regex=group_regex, keep_crowd=keep_crowd, force=force, workers=workers)
 
     def split(self, *, demo: bool = False) -> SplitManifest:
         """`pfp split`: assign every item to train/valid/test by a stable hash; `demo`: generate data if missing."""

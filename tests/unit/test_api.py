@@ -105,6 +105,32 @@ def test_split_with_demo_generates_data_and_returns_the_typed_manifest(workdir):
     assert "items" not in m.to_dict() and json.dumps(m.to_dict())
 
 
+def test_ingest_writes_the_data_folder_then_split_reads_it(workdir, tmp_path_factory):
+    """`ingest()` brings a Roboflow export in (relative paths are the project's), returns the report, and `split()`
+    reads what it wrote; hard errors in the source raise IngestFailed with the report, nothing written."""
+    from pfp_mlops.services.ingest import IngestFailed
+    from tests import ingest_exports as X
+
+    src = X.roboflow_yolo(tmp_path_factory.mktemp("rf"), n=6, imgsz=32)
+    project = Project.open(workdir, overrides={"split.allow_missing_classes": True, "train.imgsz": 32})
+    rep = project.ingest(src, out="data")
+    assert rep.ok and rep.format == "roboflow" and rep.link_mode == "hardlink"
+    assert (workdir / "data" / "ingest_report.json").is_file() and (workdir / "data" / "classes.yaml").is_file()
+    project = Project.open(workdir, overrides={"split.allow_missing_classes": True,
+                                               "data.classes_file": "data/classes.yaml"})
+    m = project.split()
+    assert sum(m.counts.values()) == rep.counts["images"]
+    bad = next((src / "train" / "labels").iterdir())
+    broken = tmp_path_factory.mktemp("bad") / "rf"
+    import shutil
+    shutil.copytree(src, broken)
+    (broken / "train" / "labels" / bad.name).write_text("0 0.5 0.5\n")
+    with pytest.raises(IngestFailed) as e:
+        project.ingest(broken, out="data2")
+    assert e.value.decision.ok is False and "label_syntax" in e.value.decision.errors
+    assert not (workdir / "data2").exists()
+
+
 def test_gate_refusals_become_values():
     """GateFailed with a Decision → Refused; Inconclusive → Refused(inconclusive); the validate/regression results a
     refusal carries are returned as they are; other errors propagate."""
