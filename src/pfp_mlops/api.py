@@ -26,8 +26,8 @@ script can exit with the CLI's code (`pfp_mlops.cli.errors.exit_code_of_outcome`
 and properties documented here, `Refused`, `StatusReport`, `outcome_error`, the result types they return
 (`pfp_mlops.domain.models`: SplitManifest, TrainResult, RegisterResult, PromoteResult, ValidateResult,
 RegressionResult, RollbackResult, PipelineResult, Decision, EvalResult; `ingest()`'s IngestReport; fields may be
-added, not removed or renamed) and the exception tree of `pfp_mlops.domain.errors`. Everything else (`services`, `adapters`, `cli`,
-`session`, module layout) is internal and may change in any release.
+added, not removed or renamed) and the exception tree of `pfp_mlops.domain.errors`. Everything else (`services`,
+`adapters`, `cli`, `session`, module layout) is internal and may change in any release.
 
 A Project changes the working directory to its folder for the duration of each call (the services resolve
 `data/`, `dataset/`, `runs/` and `.pfp/` relative to it, as the CLI does when run there), so use one Project per

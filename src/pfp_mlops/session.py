@@ -28,10 +28,9 @@ def open_context(*, config: Path | None = None, profile: str | None = None, demo
     PFP_DEVICE for this context (the `--device` flag); `registry` replaces the configured MLflow store (an
     in-memory one in tests and notebooks). Errors are ConfigError (exit 2) naming what is wrong.
     """
-    # The scrubber and the log set-up live with the one renderer (cli/output.py, stdlib only); they are the
-    # project's, not Typer's, so the API uses them too.
-    from pfp_mlops.cli.output import register_secrets, setup_logging
+    # The secret registry, the scrubber and the log set-up (pfp_mlops/logs.py): the CLI's and the API's alike.
     from pfp_mlops.domain.errors import ConfigError
+    from pfp_mlops.logs import register_secrets, setup_logging
     from pfp_mlops.overrides import apply_overrides
     from pfp_mlops.runtime_env import apply_offline_env
     from pfp_mlops.settings import load_pipeline_config, load_settings

@@ -108,8 +108,9 @@ def test_split_with_demo_generates_data_and_returns_the_typed_manifest(workdir):
 def test_ingest_writes_the_data_folder_then_split_reads_it(workdir, tmp_path_factory):
     """`ingest()` brings a Roboflow export in (relative paths are the project's), returns the report, and `split()`
     reads what it wrote; hard errors in the source raise IngestFailed with the report, nothing written."""
-    from pfp_mlops.services.ingest import IngestFailed
     from tests import ingest_exports as X
+
+    from pfp_mlops.services.ingest import IngestFailed
 
     src = X.roboflow_yolo(tmp_path_factory.mktemp("rf"), n=6, imgsz=32)
     project = Project.open(workdir, overrides={"split.allow_missing_classes": True, "train.imgsz": 32})

@@ -1,10 +1,10 @@
-"""The scrubber behind every line pfp prints or logs (cli/output.py)."""
+"""The scrubber behind every line pfp prints or logs (pfp_mlops/logs.py, re-exported by cli/output.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from pfp_mlops.cli import output
+from pfp_mlops import logs as output
 
 
 @pytest.fixture(autouse=True)
