@@ -6,14 +6,17 @@ can be is a ratio against a baseline measured in the same run, in alternating or
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -42,6 +45,71 @@ def offline_env(home: Path, **extra: str) -> dict[str, str]:
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env.update(extra)
     return env
+
+
+def scratch_dir() -> str | None:
+    """/dev/shm when it has room: 200,000 small files on a shared disk take minutes to write when others write too."""
+    shm = Path("/dev/shm")
+    try:
+        st = os.statvfs(shm)
+        if st.f_bavail * st.f_frsize > 3 * 2**30 and os.access(shm, os.W_OK):
+            return str(shm)
+    except OSError:
+        pass
+    return None
+
+
+@contextlib.contextmanager
+def scratch(name: str, *, small_files: bool = False) -> Iterator[Path]:
+    """A fresh folder for one benchmark (`pfp-bench-<name>-…`), removed afterwards whatever happens; with
+    `small_files`, in /dev/shm when it has room (see scratch_dir)."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"pfp-bench-{name}-", dir=scratch_dir() if small_files else None))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def pfp_project(tmp: Path, config: Mapping[str, Any], steps: Sequence[Sequence[str]], *, timeout: float = 900,
+                **env: str) -> tuple[Path, dict[str, str], str]:
+    """A project in `tmp` built by real `pfp` processes: `cfg.yaml` from `config`, then `pfp STEP --config cfg.yaml`
+    for each step (demo-data, split, train, register, …), untimed. Returns (config path, the children's
+    environment (offline_env plus `env`), the pfp executable)."""
+    cfg = tmp / "cfg.yaml"
+    cfg.write_text(json.dumps(config))
+    child_env = offline_env(tmp / ".pfp", **env)
+    pfp = str(BIN / "pfp")
+    for step in steps:
+        measure([pfp, *step, "--config", str(cfg)], env=child_env, cwd=tmp, timeout=timeout)
+    return cfg, child_env, pfp
+
+
+def in_process_project(root: Path, config: Mapping[str, Any], **env: str) -> Path:
+    """This process made a pfp user inside a fresh project at `root`, for benchmarks that time pfp in process:
+    the working directory, a private PFP_HOME, no user services or profile, `env` on top, the offline switches,
+    `base.yaml` from `config`, then `pfp demo-data` and `pfp split` in process. Returns the config path. The caller
+    restores the working directory."""
+    import yaml
+
+    sys.path.insert(0, str(REPO / "src"))
+    os.chdir(root)
+    os.environ["PFP_HOME"] = str(root / ".pfp")
+    for k in ("MLFLOW_TRACKING_URI", "PFP_CONFIG", "PFP_PROFILE", "PFP_OPTUNA_STORAGE", "PFP_DEVICE"):
+        os.environ.pop(k, None)
+    os.environ["PFP_LOG_LEVEL"] = "WARNING"
+    os.environ.update(env)
+    from pfp_mlops.runtime_env import apply_offline_env
+
+    apply_offline_env(root / ".pfp", override=True)
+    (root / "base.yaml").write_text(yaml.safe_dump(dict(config)))
+    from typer.testing import CliRunner
+
+    from pfp_mlops.cli.app import app
+
+    for cmd in ("demo-data", "split"):
+        r = CliRunner().invoke(app, [cmd, "--config", str(root / "base.yaml")])
+        assert r.exit_code == 0, r.output
+    return root / "base.yaml"
 
 
 class Measured(NamedTuple):

@@ -8,12 +8,10 @@ pay mlflow's import and SQLite store start-up, so the ratio is pfp's own overhea
 
 from __future__ import annotations
 
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
-from _common import BIN, REPO, alternate, measure, median, offline_env, repeats, row, spread
+from _common import BIN, REPO, alternate, measure, median, offline_env, repeats, row, scratch, spread
 
 N_VERSIONS = 20
 MODEL = "pfp-detector"
@@ -65,8 +63,7 @@ def build_registry(home: Path) -> str:
 
 
 def bench_help() -> list[dict]:
-    tmp = Path(tempfile.mkdtemp(prefix="pfp-bench-help-"))
-    try:
+    with scratch("help") as tmp:
         env = offline_env(tmp)
         cmds = {"pfp --help": [str(BIN / "pfp"), "--help"], "dvc --help": [str(BIN / "dvc"), "--help"],
                 "yolo help": [str(BIN / "yolo"), "help"], "mlflow --help": [str(BIN / "mlflow"), "--help"]}
@@ -76,8 +73,6 @@ def bench_help() -> list[dict]:
                            repeats(15, 5))
         slow_t = alternate({k: (lambda a=a: measure(a, env=env, cwd=tmp).wall) for k, a in slow.items()},
                            repeats(3, 1), warmup=0 if repeats(3, 1) == 1 else 1)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     t = {k: median(v) for k, v in {**fast_t, **slow_t}.items()}
     dvc = t["dvc --help"]
     rows = [row("cli_help_pfp", t["pfp --help"], "s", baseline=dvc, target="≤ 1.0× dvc --help",
@@ -89,8 +84,7 @@ def bench_help() -> list[dict]:
 
 
 def bench_status() -> list[dict]:
-    tmp = Path(tempfile.mkdtemp(prefix="pfp-bench-status-"))
-    try:
+    with scratch("status") as tmp:
         home = tmp / ".pfp"
         uri = build_registry(home)
         env = offline_env(home)
@@ -109,8 +103,6 @@ def bench_status() -> list[dict]:
             raise RuntimeError(f"expected {N_VERSIONS} versions, pfp saw {n_pfp}, the client script {n_client}")
         samples = alternate({"pfp": lambda: measure(pfp_argv, env=env, cwd=tmp).wall,
                              "client": lambda: measure(client_argv, env=env, cwd=tmp).wall}, repeats(7, 3), warmup=0)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     pfp_s, client_s = median(samples["pfp"]), median(samples["client"])
     return [
         row("cli_status_20_versions", pfp_s, "s", baseline=client_s, target="≤ 1.2× mlflow client script",

@@ -16,12 +16,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
-from _common import BIN, REPO, measure, offline_env, row
+from _common import BIN, REPO, measure, offline_env, row, scratch
 
 SLOW = True
 
@@ -63,11 +61,8 @@ def baseline_args(tmp: Path) -> dict:
 
 
 def run() -> list[dict]:
-    tmp = Path(tempfile.mkdtemp(prefix="pfp-bench-demo-"))
-    try:
+    with scratch("demo") as tmp:
         return _run(tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _run(tmp: Path) -> list[dict]:

@@ -23,7 +23,6 @@ above the read-and-hash floor it lies by itself.
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import struct
@@ -33,7 +32,7 @@ import tempfile
 import zlib
 from pathlib import Path
 
-from _common import BIN, REPO, alternate, measure, median, offline_env, repeats, row, spread
+from _common import BIN, REPO, alternate, measure, median, offline_env, repeats, row, scratch_dir, spread
 
 N_IMAGES = 100_000
 CLASSES = ["rock", "paper", "scissors"]
@@ -123,8 +122,6 @@ def generate(root: Path, n: int = N_IMAGES, seed: int = 0, size: int = 8) -> Pat
 
 def run() -> list[dict]:
     import time
-
-    from bench_split import scratch_dir
 
     tmp = Path(tempfile.mkdtemp(prefix="pfp-bench-ingest-", dir=scratch_dir()))
     try:

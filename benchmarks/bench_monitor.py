@@ -23,12 +23,11 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
 
-from _common import BIN, REPO, alternate, measure, median, offline_env, repeats, row, spread
+from _common import REPO, alternate, measure, median, pfp_project, repeats, row, scratch, spread
 
 SLOW = True
 TARGET = 2.2
@@ -44,20 +43,13 @@ CONFIG = {
 
 
 def run() -> list[dict]:
-    tmp = Path(tempfile.mkdtemp(prefix="pfp-bench-monitor-"))
-    try:
+    with scratch("monitor") as tmp:
         return _run(tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _run(tmp: Path) -> list[dict]:
-    cfg = tmp / "cfg.yaml"
-    cfg.write_text(json.dumps(CONFIG))
-    env = offline_env(tmp / ".pfp")
-    pfp = str(BIN / "pfp")
-    for step in (["demo-data"], ["split"], ["train"], ["register"], ["promote"], ["validate"]):
-        measure([pfp, *step, "--config", str(cfg)], env=env, cwd=tmp, timeout=1200)
+    cfg, env, pfp = pfp_project(tmp, CONFIG, (["demo-data"], ["split"], ["train"], ["register"], ["promote"],
+                                              ["validate"]), timeout=1200)
     shutil.copy(tmp / "runs" / "training_info.json", tmp / "info.json")
     measure([pfp, "register", "--training-info", str(tmp / "info.json"), "--config", str(cfg)], env=env, cwd=tmp)
     measure([pfp, "rollback", "--to-version", "2", "--config", str(cfg)], env=env, cwd=tmp)

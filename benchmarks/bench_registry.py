@@ -27,12 +27,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
-from _common import BIN, REPO, measure, median, offline_env, repeats, row, spread
+from _common import REPO, measure, median, pfp_project, repeats, row, scratch, spread
 
 TARGET_S = 5.0
 
@@ -126,20 +124,12 @@ CONFIG = {
 
 
 def run() -> list[dict]:
-    tmp = Path(tempfile.mkdtemp(prefix="pfp-bench-registry-"))
-    try:
+    with scratch("registry") as tmp:
         return _run(tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _run(tmp: Path) -> list[dict]:
-    cfg = tmp / "cfg.yaml"
-    cfg.write_text(json.dumps(CONFIG))
-    env = offline_env(tmp / ".pfp")
-    pfp = str(BIN / "pfp")
-    for step in (["demo-data"], ["split"], ["train"]):
-        measure([pfp, *step, "--config", str(cfg)], env=env, cwd=tmp, timeout=600)
+    cfg, env, pfp = pfp_project(tmp, CONFIG, (["demo-data"], ["split"], ["train"]), timeout=600)
     wrapper = tmp / "timed_pfp.py"
     wrapper.write_text(WRAPPER)
 

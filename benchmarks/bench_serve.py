@@ -18,16 +18,14 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
-from _common import BIN, REPO, measure, offline_env, repeats, row
+from _common import REPO, measure, pfp_project, repeats, row, scratch
 
 SLOW = True
 CONFIG = {
@@ -92,28 +90,22 @@ def _pct(xs: list[float], q: float) -> float:
 
 def run() -> list[dict]:
     sys.path.insert(0, str(REPO))  # tests/serve_procs.py: the servers started as the tests start them
-    tmp = Path(tempfile.mkdtemp(prefix="pfp-bench-serve-"))
     procs: list[subprocess.Popen] = []
-    try:
-        return _run(tmp, procs)
-    finally:
-        from tests.serve_procs import stop
+    with scratch("serve") as tmp:
+        try:
+            return _run(tmp, procs)
+        finally:
+            from tests.serve_procs import stop
 
-        for p in procs:
-            stop(p)
-        shutil.rmtree(tmp, ignore_errors=True)
+            for p in procs:
+                stop(p)
 
 
 def _run(tmp: Path, procs: list[subprocess.Popen]) -> list[dict]:
     from tests.serve_procs import all_current, free_port, pinged, start_mlflow_serve, start_pfp_serve, wait_until
 
-    cfg = tmp / "cfg.yaml"
-    cfg.write_text(json.dumps(CONFIG))
-    env = offline_env(tmp / ".pfp", SERVING_MODEL_CONFIG="")
-    pfp = str(BIN / "pfp")
-    for step in (["demo-data"], ["split"], ["train"], ["register"], ["register"], ["promote", "--version", "1"],
-                 ["validate"]):
-        measure([pfp, *step, "--config", str(cfg)], env=env, cwd=tmp, timeout=900)
+    cfg, env, pfp = pfp_project(tmp, CONFIG, (["demo-data"], ["split"], ["train"], ["register"], ["register"],
+                                              ["promote", "--version", "1"], ["validate"]), SERVING_MODEL_CONFIG="")
     store = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp / '.pfp' / 'mlflow.db'}"}
     ports = free_port(), free_port()
     logs = tmp / "pfp.log", tmp / "mlflow.log"

@@ -17,7 +17,6 @@ Target: ≤ 10 s and ≤ 1.5× the baseline.
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import struct
@@ -26,7 +25,7 @@ import tempfile
 import zlib
 from pathlib import Path
 
-from _common import BIN, REPO, alternate, measure, median, offline_env, repeats, row, spread
+from _common import BIN, REPO, alternate, measure, median, offline_env, repeats, row, scratch_dir, spread
 
 N_ITEMS = 100_000
 CLASSES = ["rock", "paper", "scissors"]
@@ -84,18 +83,6 @@ def generate(root: Path, n: int = N_ITEMS, seed: int = 0) -> Path:
         lines.append(f"{img},{lbl}")
     (root / "dataset_info.csv").write_text("\n".join(lines) + "\n")
     return root / "dataset_info.csv"
-
-
-def scratch_dir() -> str | None:
-    """/dev/shm when it has room: 200,000 small files on a shared disk take minutes to write when others write too."""
-    shm = Path("/dev/shm")
-    try:
-        st = os.statvfs(shm)
-        if st.f_bavail * st.f_frsize > 3 * 2**30 and os.access(shm, os.W_OK):
-            return str(shm)
-    except OSError:
-        pass
-    return None
 
 
 def config(path: Path, data_dir: Path, dataset_dir: Path) -> Path:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, alternate, median, repeats, row, spread  # noqa: E402
+from _common import alternate, in_process_project, median, repeats, row, spread  # noqa: E402
 
 SLOW = True
 TARGET = 1.03
@@ -35,18 +35,6 @@ WORKERS = int(os.environ.get("PFP_BENCH_TRAIN_WORKERS", "0"))
 
 
 def _setup(root: Path) -> tuple[Path, dict[str, Any]]:
-    import yaml
-
-    sys.path.insert(0, str(REPO / "src"))
-    os.chdir(root)
-    os.environ["PFP_HOME"] = str(root / ".pfp")
-    for k in ("MLFLOW_TRACKING_URI", "PFP_CONFIG", "PFP_PROFILE", "PFP_OPTUNA_STORAGE", "PFP_DEVICE"):
-        os.environ.pop(k, None)
-    os.environ["PFP_LOG_LEVEL"] = "WARNING"
-    os.environ["PFP_DEVICE"] = DEVICE
-    from pfp_mlops.runtime_env import apply_offline_env
-
-    apply_offline_env(root / ".pfp", override=True)
     cfg = {
         "demo": {"n_images": N_IMAGES, "imgsz": IMGSZ, "seed": 0},
         "train": {"epochs": EPOCHS, "imgsz": IMGSZ, "batch": BATCH, "plots": False, "workers": WORKERS,
@@ -54,15 +42,7 @@ def _setup(root: Path) -> tuple[Path, dict[str, Any]]:
         "evaluation": {"imgsz": IMGSZ},
         "split": {"allow_missing_classes": True},
     }
-    (root / "base.yaml").write_text(yaml.safe_dump(cfg))
-    from typer.testing import CliRunner
-
-    from pfp_mlops.cli.app import app
-
-    for cmd in ("demo-data", "split"):
-        r = CliRunner().invoke(app, [cmd, "--config", str(root / "base.yaml")])
-        assert r.exit_code == 0, r.output
-    return root / "base.yaml", cfg
+    return in_process_project(root, cfg, PFP_DEVICE=DEVICE), cfg
 
 
 def run() -> list[dict[str, Any]]:

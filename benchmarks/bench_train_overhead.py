@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import BIN, REPO, alternate, measure, median, offline_env, repeats, row, spread  # noqa: E402
+from _common import BIN, REPO, alternate, in_process_project, measure, median, offline_env, repeats, row, spread  # noqa: E402
 
 TARGET_S = 1.0
 N_IMAGES, IMGSZ, EPOCHS, BATCH = 32, 64, 1, 8
@@ -46,25 +46,7 @@ with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.St
 
 
 def _setup(root: Path) -> None:
-    import yaml
-
-    sys.path.insert(0, str(REPO / "src"))
-    os.chdir(root)
-    os.environ["PFP_HOME"] = str(root / ".pfp")
-    for k in ("MLFLOW_TRACKING_URI", "PFP_CONFIG", "PFP_PROFILE", "PFP_OPTUNA_STORAGE", "PFP_DEVICE"):
-        os.environ.pop(k, None)
-    os.environ["PFP_LOG_LEVEL"] = "WARNING"
-    from pfp_mlops.runtime_env import apply_offline_env
-
-    apply_offline_env(root / ".pfp", override=True)
-    (root / "base.yaml").write_text(yaml.safe_dump(CFG))
-    from typer.testing import CliRunner
-
-    from pfp_mlops.cli.app import app
-
-    for cmd in ("demo-data", "split"):
-        r = CliRunner().invoke(app, [cmd, "--config", str(root / "base.yaml")])
-        assert r.exit_code == 0, r.output
+    in_process_project(root, CFG)
 
 
 def _config(root: Path, n: int) -> Path:
