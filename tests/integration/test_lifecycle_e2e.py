@@ -359,19 +359,22 @@ def test_regression_watch_rolls_back_and_alerts(project, monkeypatch):
 
 
 RACER = """
-import sys, time
+import atexit, sys, time
 from pathlib import Path
 from pfp_mlops.adapters.mlflow_registry import Registry
 
 barrier, me = Path(sys.argv[1]), sys.argv[2]
 real, first = Registry.move_alias, [True]
+# `<me>.exit` when this process ends: a racer that lost before its first alias move (the other's pending ledger
+# entry refused it, exit 12) never reaches the barrier, and the other must not wait out the deadline for it.
+atexit.register(lambda: (barrier / (me + ".exit")).touch())
 
 def move_after_barrier(self, *args, **kwargs):
-    # both processes have decided; their first alias move starts at the same moment
+    # both processes have decided; their first alias move starts at the same moment (or the other one has ended)
     if first.pop() if first else False:
         (barrier / me).touch()
         deadline = time.time() + 120
-        while len(list(barrier.iterdir())) < 2 and time.time() < deadline:
+        while len({f.name.split(".")[0] for f in barrier.iterdir()}) < 2 and time.time() < deadline:
             time.sleep(0.005)
     return real(self, *args, **kwargs)
 
