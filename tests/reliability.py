@@ -4,6 +4,9 @@ snapshots of files and registry state.
 
 The trained project is read-only for the tests that use it: each test gets its own PFP_HOME (its own registry)
 and its own copy of `training_info.json` pointing at a training run created in that registry.
+
+Also here: `tiny_trained`, the TINY project (tests/helpers.py) trained once per session for the lifecycle, evaluation,
+monitor and serve modules, each of which works on its own relocated copy (`tiny_project`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -83,6 +87,98 @@ def trained_template(tmp_path_factory) -> Path:
     assert (root / "runs" / "training_info.json").is_file()
     _TEMPLATE["root"] = root
     return root
+
+
+# --- one TINY project trained once per session, copied per module ----------------------------------------------------
+
+TINY_TRAININGS = ("weak", "strong")  # train.epochs 1 and 20 (tests/helpers.py TINY), one Optuna study each
+_TINY: dict[str, Path] = {}
+
+
+def tiny_trained(tmp_path_factory) -> Path:
+    """The set-up the lifecycle, evaluation, monitor and serve modules share (each used to repeat it, ~40 s of
+    training apiece on 2 cores), run once per session through `pfp`: a git repository (strong.yaml committed),
+    demo-data (100 images, 96 px) → split → `pfp train` twice on TINY, 1 epoch (`weak`) and 20 epochs (`strong`),
+    each with its own study. Each training's outputs are kept as `<name>.pt` + `<name>_info.json` (its
+    training_info.json pointing at `<name>.pt`); both training runs, with what they logged, are in the embedded
+    store (.pfp/mlflow.db + artifacts, .pfp/optuna.db). Nothing is registered. Read-only: tests use a copy from
+    `tiny_project`, so what one module registers, promotes or re-splits is never seen by another."""
+    if "root" in _TINY:
+        return _TINY["root"]
+    from tests.helpers import pfp, write_config
+
+    root = tmp_path_factory.mktemp("tiny-trained")
+    cfg = {name: write_config(root / f"{name}.yaml", **({"train__epochs": 1} if name == "weak" else {}),
+                              train__search={"n_trials": 1, "study_name": name}) for name in TINY_TRAININGS}
+    git = ["git", "-c", "user.name=pfp-test", "-c", "user.email=pfp@test.invalid"]
+    for argv in ([*git, "init", "-q"], [*git, "add", "strong.yaml"], [*git, "commit", "-q", "-m", "project"]):
+        subprocess.run(argv, cwd=root, check=True)
+    with in_project(root):
+        for step in ("demo-data", "split"):
+            r = pfp(step, "--config", str(cfg["strong"]))
+            assert r.exit_code == 0, (step, r.output)
+        for name in TINY_TRAININGS:
+            r = pfp("train", "--config", str(cfg[name]))
+            assert r.exit_code == 0, (name, r.output)
+            info = json.loads((root / "runs" / "training_info.json").read_text())
+            shutil.copyfile(info["weights"], root / f"{name}.pt")  # the next training writes runs/best.pt again
+            info["weights"] = str(root / f"{name}.pt")
+            (root / f"{name}_info.json").write_text(json.dumps(info, indent=2))
+    (root / "runs" / "training_info.json").unlink()  # a copy starts with no training chosen: see use_training
+    _TINY["root"] = root
+    return root
+
+
+def tiny_project(tmp_path_factory, name: str) -> Path:
+    """A private copy of `tiny_trained` for one module (which then writes, registers and re-splits as it likes):
+    every file copied (no links), and every absolute path of the template, in text files and in the SQLite stores
+    (MLflow's artifact locations, Optuna's trial results), rewritten to the copy. The split fingerprint depends on
+    relative image paths and contents only, so the copy's split is the split the trainings saw."""
+    template = tiny_trained(tmp_path_factory)
+    root = tmp_path_factory.mktemp(name)
+    shutil.copytree(template, root, dirs_exist_ok=True)
+    relocate(root, str(template.resolve()), str(root.resolve()))
+    # MLflow caches each run's artifact repository by run id for the process; the copy has the template's run ids
+    # at its own locations, so the cached ones (the template's, an earlier copy's) must not be used for it
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    tracking_utils._artifact_repos_cache.clear()
+    return root
+
+
+def use_training(root: Path, name: str) -> dict[str, Any]:
+    """Make `<name>_info.json` the project's runs/training_info.json (what `pfp train` would have left); returns it."""
+    text = (root / f"{name}_info.json").read_text()
+    (root / "runs" / "training_info.json").write_text(text)
+    return json.loads(text)
+
+
+_TEXT_SUFFIXES = {".txt", ".json", ".jsonl", ".yaml", ".yml", ".csv"}  # never weights: pickles hold string lengths
+
+
+def relocate(root: Path, old: str, new: str) -> None:
+    """Replace the absolute path `old` by `new` in the text files (by suffix) and the SQLite databases (`*.db`, every
+    text column) under `root`."""
+    import sqlite3
+
+    for p in root.rglob("*"):
+        if not p.is_file() or ".git" in p.relative_to(root).parts:
+            continue
+        if p.suffix == ".db":
+            con = sqlite3.connect(p)
+            try:
+                for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+                    for _, col, typ, *_ in con.execute(f'PRAGMA table_info("{t}")').fetchall():
+                        if not typ or any(k in typ.upper() for k in ("CHAR", "TEXT", "CLOB")):
+                            con.execute(f'UPDATE "{t}" SET "{col}" = replace("{col}", ?, ?) '
+                                        f'WHERE instr("{col}", ?) > 0', (old, new, old))
+                con.commit()
+            finally:
+                con.close()
+        elif p.suffix in _TEXT_SUFFIXES:
+            data = p.read_bytes()
+            if old.encode() in data:
+                p.write_bytes(data.replace(old.encode(), new.encode()))
 
 
 def training_info_for(template: Path, tracking_uri: str, dest: Path) -> Path:

@@ -21,13 +21,13 @@ import dataclasses
 import io
 import json
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from tests.coco_reference import coco_eval_at_50
 from tests.helpers import client, pfp, pfp_json, write_config
+from tests.reliability import tiny_project, use_training
 
 pytestmark = pytest.mark.slow
 MODEL = "pfp-detector"
@@ -37,8 +37,11 @@ BOOTSTRAP = {"gates__validate__decision": "bootstrap"}
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory):
-    """v1 = weak (production), v2 = strong (staging); `weak_info.json` can register the weak weights again."""
-    root = tmp_path_factory.mktemp("evaluation")
+    """v1 = weak (production), v2 = strong (staging); `weak_info.json` can register the weak weights again.
+
+    The project is a copy of the session's trained one (tests/reliability.py tiny_trained: demo-data, split, and
+    `pfp train` of these two configs, one study each)."""
+    root = tiny_project(tmp_path_factory, "evaluation")
     mp = pytest.MonkeyPatch()
     mp.chdir(root)
     mp.setenv("PFP_HOME", str(root / ".pfp"))
@@ -48,22 +51,16 @@ def project(tmp_path_factory: pytest.TempPathFactory):
            "strong": write_config(root / "strong.yaml", **BOOTSTRAP,
                                   train__search={"n_trials": 1, "study_name": "strong"})}
     state: dict = {"root": root, "cfg": cfg}
-    for args in (("demo-data",), ("split",), ("train",)):
-        r = pfp(*args, "--config", str(cfg["weak"]))
-        assert r.exit_code == 0, r.output
-    info = json.loads((root / "runs" / "training_info.json").read_text())
-    shutil.copy(info["weights"], root / "weak.pt")
-    info["weights"] = str(root / "weak.pt")
-    (root / "weak_info.json").write_text(json.dumps(info))
+    use_training(root, "weak")  # `pfp train --config weak.yaml`; weak_info.json (tiny_trained) points at weak.pt
     for args in (("register",), ("promote",), ("validate",)):
         code, out = pfp_json(*args, "--config", str(cfg["weak"]))
         assert code == 0, out
     assert alias("production") == 1
-    for args in (("train",), ("register",), ("promote",)):
+    state["strong_weights"] = use_training(root, "strong")["weights"]  # `pfp train --config strong.yaml`
+    for args in (("register",), ("promote",)):
         r = pfp(*args, "--config", str(cfg["strong"]))
         assert r.exit_code == 0, r.output
     assert alias("staging") == 2
-    state["strong_weights"] = json.loads((root / "runs" / "training_info.json").read_text())["weights"]
     yield state
     mp.undo()
 

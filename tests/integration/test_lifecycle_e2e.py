@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from tests.helpers import client, pfp, pfp_json, write_config
+from tests.reliability import tiny_project, use_training
 from tests.webhook import loopback_webhook
 
 from pfp_mlops.domain.gates import leaked_test_items
@@ -25,11 +26,13 @@ MODEL = "pfp-detector"
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory):
-    root = tmp_path_factory.mktemp("lifecycle")
+    """A copy of the session's trained TINY project (tests/reliability.py tiny_trained: git repository with
+    strong.yaml committed, demo-data, split, a 1-epoch and a 20-epoch training); nothing registered yet."""
+    root = tiny_project(tmp_path_factory, "lifecycle")
     mp = pytest.MonkeyPatch()
     mp.chdir(root)
     mp.setenv("PFP_HOME", str(root / ".pfp"))
-    # one Optuna study per config: on the same split, a study of the same name would resume, not retrain
+    # one Optuna study per config (tiny_trained trained `weak` and `strong`); strong.yaml is the committed file
     cfg = {"strong": write_config(root / "strong.yaml", train__search__study_name="strong"),
            "weak": write_config(root / "weak.yaml", train__epochs=1, train__search__study_name="weak"),
            "strict": write_config(root / "strict.yaml", train__epochs=1, gates__register__min_map50=0.5,
@@ -38,14 +41,8 @@ def project(tmp_path_factory: pytest.TempPathFactory):
            "relaxed": write_config(root / "relaxed.yaml", split__allow_missing_classes=True),
            # another seed: items move between splits, so test images reach earlier models' training sets
            "reseeded": write_config(root / "reseeded.yaml", split__seed=7, split__allow_missing_classes=True)}
-    git = ["git", "-c", "user.name=pfp-test", "-c", "user.email=pfp@test.invalid"]
-    subprocess.run([*git, "init", "-q"], check=True)
-    subprocess.run([*git, "add", "strong.yaml"], check=True)
-    subprocess.run([*git, "commit", "-q", "-m", "project"], check=True)
-    r = pfp("demo-data", "--config", str(cfg["strong"]))
-    assert r.exit_code == 0, r.output
-    r = pfp("split", "--config", str(cfg["strong"]))
-    assert r.exit_code == 0, r.output
+    assert subprocess.run(["git", "status", "--porcelain", "strong.yaml"], capture_output=True, text=True,
+                          check=True).stdout == "", "strong.yaml differs from the commit the trainings ran on"
     yield root, cfg
     mp.undo()
 
@@ -76,7 +73,7 @@ def test_split_wrote_lists_yaml_and_manifest(project):
 def test_register_refuses_under_minimum_score_and_creates_no_version(project):
     """A model under the minimum TEST mAP50 exits 10 and leaves no registered version."""
     root, cfg = project
-    assert pfp("train", "--config", str(cfg["strict"])).exit_code == 0
+    use_training(root, "weak")  # `pfp train` of 1 epoch (tiny_trained), as strict.yaml would train it
     code, out = pfp_json("register", "--config", str(cfg["strict"]))
     assert code == 10
     assert out["ok"] is False and "not registered" in out["error"]["message"]
@@ -105,9 +102,7 @@ def test_first_model_becomes_production(project):
 def test_better_challenger_replaces_production(project):
     """A challenger ≥ 1 % better on the same test split takes production; the old champion is archived."""
     root, cfg = project
-    r = pfp("train", "--config", str(cfg["strong"]))
-    assert r.exit_code == 0, r.output
-    info = json.loads((root / "runs" / "training_info.json").read_text())
+    info = use_training(root, "strong")  # `pfp train --config strong.yaml` (tiny_trained)
     assert info["epochs"] == 20 and Path(info["weights"]).is_file()
     manifest = json.loads((root / "dataset" / "split_manifest.json").read_text())
     assert info["split_fingerprint"] == manifest["fingerprint"]
@@ -359,19 +354,22 @@ def test_regression_watch_rolls_back_and_alerts(project, monkeypatch):
 
 
 RACER = """
-import sys, time
+import atexit, sys, time
 from pathlib import Path
 from pfp_mlops.adapters.mlflow_registry import Registry
 
 barrier, me = Path(sys.argv[1]), sys.argv[2]
 real, first = Registry.move_alias, [True]
+# `<me>.exit` when this process ends: a racer that lost before its first alias move (the other's pending ledger
+# entry refused it, exit 12) never reaches the barrier, and the other must not wait out the deadline for it.
+atexit.register(lambda: (barrier / (me + ".exit")).touch())
 
 def move_after_barrier(self, *args, **kwargs):
-    # both processes have decided; their first alias move starts at the same moment
+    # both processes have decided; their first alias move starts at the same moment (or the other one has ended)
     if first.pop() if first else False:
         (barrier / me).touch()
         deadline = time.time() + 120
-        while len(list(barrier.iterdir())) < 2 and time.time() < deadline:
+        while len({f.name.split(".")[0] for f in barrier.iterdir()}) < 2 and time.time() < deadline:
             time.sleep(0.005)
     return real(self, *args, **kwargs)
 

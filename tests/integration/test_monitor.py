@@ -1,8 +1,9 @@
 """`pfp monitor` on real tiny models, a real SQLite registry and prediction-log lines made by the real pyfunc.
 
-One project, trained once for the module: v1 (20 epochs, the good model), v2 (1 epoch, the weaker one) and v3 (v1's
-weights registered again: the same quality). Two registry states are kept as snapshots of PFP_HOME and copied for
-each test: `weak` (production v2 after v1: history [1, 2]) and `same` (production v3 after v1: history [1, 3]).
+One project (a copy of the session's trained one, tests/reliability.py tiny_trained): v1 (20 epochs, the good model),
+v2 (1 epoch, the weaker one) and v3 (v1's weights registered again: the same quality). Two registry states are kept
+as snapshots of PFP_HOME and copied for each test: `weak` (production v2 after v1: history [1, 2]) and `same`
+(production v3 after v1: history [1, 3]).
 
 Traffic is the test split's images (and brightened / resized copies) predicted by the production version through its
 registered pyfunc (what `pfp serve` runs), written as CONTRACTS §3 lines, with the images stored content-addressed and
@@ -20,9 +21,11 @@ from pathlib import Path
 
 import pytest
 from tests.helpers import client, pfp, pfp_json, write_config
+from tests.reliability import tiny_project, use_training
 
-# The module fixture trains two models and registers three versions: ~2 min on a quiet 2-core machine, ~7 min on a
-# saturated one; the fixture counts against the first test's timeout.
+# The module fixture registers three versions (and, when it is the session's first user, trains the two models of
+# tiny_trained): up to ~2 min on a quiet 2-core machine, ~7 min on a saturated one; it counts against the first
+# test's timeout.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 MODEL = "pfp-detector"
 WINDOW = 16  # the test split has 16 images: one window = one pass over it
@@ -32,24 +35,23 @@ MONITOR = {"min_labelled": 12, "failure_limit": 2, "inconclusive_limit": 2, "lab
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory):
-    root = tmp_path_factory.mktemp("monitor")
+    # a copy of the session's trained project (tests/reliability.py tiny_trained: demo-data, split, and `pfp train`
+    # of the strong config (here `good`, 20 epochs) and of `weak` (1 epoch), one study each)
+    root = tiny_project(tmp_path_factory, "monitor")
     mp = pytest.MonkeyPatch()
     mp.chdir(root)
     mp.setenv("PFP_HOME", str(root / ".pfp"))
     good = write_config(root / "good.yaml", train__search={"n_trials": 1, "study_name": "good"}, monitor=MONITOR)
     weak = write_config(root / "weak.yaml", train__epochs=1, train__search={"n_trials": 1, "study_name": "weak"},
                         monitor=MONITOR)
-    for args in (("demo-data",), ("split",), ("train",), ("register",), ("promote",), ("validate",)):
+    use_training(root, "strong")  # what `pfp train --config good.yaml` leaves
+    for args in (("register",), ("promote",), ("validate",)):
         r = pfp(*args, "--config", str(good))
         assert r.exit_code == 0, (args, r.output)
-    info = json.loads((root / "runs" / "training_info.json").read_text())
-    shutil.copy(info["weights"], root / "good.pt")  # the weak training writes runs/ again
-    info["weights"] = str(root / "good.pt")
-    (root / "good_info.json").write_text(json.dumps(info))
-    for args in (("train",), ("register",)):
-        r = pfp(*args, "--config", str(weak))
-        assert r.exit_code == 0, (args, r.output)
-    r = pfp("register", "--training-info", str(root / "good_info.json"), "--config", str(good))
+    use_training(root, "weak")  # what `pfp train --config weak.yaml` leaves
+    r = pfp("register", "--config", str(weak))
+    assert r.exit_code == 0, r.output
+    r = pfp("register", "--training-info", str(root / "strong_info.json"), "--config", str(good))
     assert r.exit_code == 0, r.output
     snapshots = {}
     for name, version in (("weak", 2), ("same", 3)):  # each state in its own PFP_HOME: a new store URI each

@@ -1,7 +1,8 @@
 """`pfp serve` as real processes on loopback, with real registered (tiny) models: MLflow-scoring compatibility,
 zero dropped requests while `pfp rollback` moves the alias, a broken version on the alias, the prediction log, and
-SIGTERM during traffic. One module fixture trains once and registers three versions of the same weights; one
-two-worker server serves them for the whole module (the tests run in order and build on each other)."""
+SIGTERM during traffic. One module fixture registers three versions of the same weights (the 20-epoch training of
+the session's trained project, tests/reliability.py tiny_trained); one two-worker server serves them for the whole
+module (the tests run in order and build on each other)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from tests.helpers import client, pfp, write_config
+from tests.reliability import tiny_project, use_training
 from tests.serve_procs import (
     BIN,
     all_current,
@@ -39,16 +41,15 @@ _LOCK = threading.Lock()
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory):
-    root = tmp_path_factory.mktemp("serve")
+    root = tiny_project(tmp_path_factory, "serve")  # demo-data (96 px), split, trained: see tiny_trained
     mp = pytest.MonkeyPatch()
     mp.chdir(root)
     mp.setenv("PFP_HOME", str(root / ".pfp"))
     mp.setenv("PFP_PREDICTION_LOG_DIR", str(root / "predlog"))
-    cfg = write_config(root / "tiny.yaml", demo__n_images=60, train__epochs=3,
-                       serve={"confirm_timeout_s": 8, "poll_seconds": 1})
+    cfg = write_config(root / "tiny.yaml", serve={"confirm_timeout_s": 8, "poll_seconds": 1})
+    use_training(root, "strong")  # what `pfp train` of TINY leaves
     t0 = time.monotonic()
-    for args in (("demo-data",), ("split",), ("train",), ("register",), ("promote", "--version", "1"),
-                 ("validate",)):
+    for args in (("register",), ("promote", "--version", "1"), ("validate",)):
         r = pfp(*args, "--config", str(cfg))
         assert r.exit_code == 0, (args, r.output)
         print(f"{args[0]}: {time.monotonic() - t0:.1f}s")
