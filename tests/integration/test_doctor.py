@@ -28,6 +28,7 @@ def test_embedded_defaults_are_healthy(workdir):
     assert "gpu" not in checks
 
 
+@pytest.mark.slow  # `pfp doctor` imports torch (~2 s): the fast tier stays under 60 s
 def test_gpu_row_reports_what_torch_sees(workdir):
     """The GPU row says whether torch sees a device; on a CPU machine that is information, not a failure."""
     code, out = pfp_json("doctor")

@@ -279,22 +279,34 @@ def test_parallel_workers_write_exactly_what_the_serial_path_writes(workdir, exp
     assert reports[0] == reports[1]
 
 
-def test_a_failure_in_a_worker_leaves_nothing_behind(workdir, exports, monkeypatch):
-    """A link that fails in a forked worker is raised in the parent, which removes its temporary folder."""
-    from pfp_mlops.services.ingest import parallel, run_ingest
-    from pfp_mlops.settings import PipelineConfig
+def test_a_failure_in_a_worker_leaves_nothing_behind(workdir, exports):
+    """A link that fails in a forked worker is raised in the parent, which removes its temporary folder. In a fresh
+    process (this one may run threads by now, and then pfp does not fork), with os.link failing for some images."""
+    import subprocess
+    import sys
 
-    assert parallel.workers_for(42, 2) == 2, "the test process runs threads: the parallel path would not be taken"
-    real_link = os.link
-
-    def flaky_link(src, dst):
-        if dst.endswith(("2.png", "2.jpg")):
-            raise OSError(5, "Input/output error")
-        real_link(src, dst)
-
-    monkeypatch.setattr(os, "link", flaky_link)
-    with pytest.raises(OSError, match="Input/output error"):
-        run_ingest(PipelineConfig(), exports["roboflow"], workers=2)
+    script = f"""
+import os, sys
+from pathlib import Path
+from pfp_mlops.services.ingest import parallel, run_ingest
+from pfp_mlops.settings import PipelineConfig
+assert parallel.workers_for(42, 2) == 2
+real_link = os.link
+def flaky_link(src, dst):
+    if dst.endswith(("2.png", "2.jpg")):
+        raise OSError(5, "Input/output error")
+    real_link(src, dst)
+os.link = flaky_link
+try:
+    run_ingest(PipelineConfig(), Path({str(exports["roboflow"])!r}), workers=2)
+except OSError as e:
+    print("raised:", e)
+    sys.exit(0)
+sys.exit("no error raised")
+"""
+    r = subprocess.run([sys.executable, "-c", script], cwd=workdir, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "raised: [Errno 5] Input/output error" in r.stdout
     assert not (workdir / "data").exists() and not list(workdir.glob(".data.*"))
 
 

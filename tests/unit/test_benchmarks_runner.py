@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # runs benchmarks/run.py in a child process (~4 s): the fast tier stays under 60 s
 def test_runner_writes_json_and_reports_a_missing_module_as_a_failed_row(tmp_path):
     """It runs bench_bootstrap.py, reports an unknown benchmark as ok=False, and writes latest.json and the doc."""
     doc = tmp_path / "BENCH.md"

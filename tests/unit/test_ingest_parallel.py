@@ -43,17 +43,36 @@ def test_a_worker_exception_is_raised_in_the_caller():
     assert parallel._job is None
 
 
-def test_how_many_workers():
-    assert parallel.workers_for(100, 0) == 1                      # auto: serial below MIN_PARALLEL
-    assert 1 <= parallel.workers_for(parallel.MIN_PARALLEL, 0) == min(parallel.idle_cpus(), parallel.MAX_AUTO)
-    assert 1 <= parallel.idle_cpus() <= parallel.usable_cpus()
-    assert parallel.workers_for(100, 3) == 3                      # asked for: honoured
+def test_how_many_workers(monkeypatch):
+    """Auto: serial below MIN_PARALLEL, else the idle CPUs (at most MAX_AUTO); asked for: honoured, one an item at
+    most; never a fork while threads run. (The suite's process may run threads by now: pinned to one here, and the
+    idle CPUs fixed, so the rule is what is tested.)"""
+    monkeypatch.setattr(parallel.threading, "active_count", lambda: 1)
+    monkeypatch.setattr(parallel, "idle_cpus", lambda: 3)
+    assert parallel.workers_for(100, 0) == 1
+    assert parallel.workers_for(parallel.MIN_PARALLEL, 0) == 3
+    monkeypatch.setattr(parallel, "idle_cpus", lambda: 32)
+    assert parallel.workers_for(100_000, 0) == parallel.MAX_AUTO
+    assert parallel.workers_for(100, 3) == 3
     assert parallel.workers_for(2, 8) == 2 and parallel.workers_for(1, 8) == 1
+    monkeypatch.setattr(parallel.threading, "active_count", lambda: 2)
+    assert parallel.workers_for(100_000, 4) == 1 and parallel.workers_for(100_000, 0) == 1
+
+
+def test_a_running_thread_means_serial():
     stop = threading.Event()
     t = threading.Thread(target=stop.wait)
     t.start()
     try:
-        assert parallel.workers_for(100_000, 4) == 1              # a running thread: never fork
+        assert parallel.workers_for(100_000, 4) == 1
     finally:
         stop.set()
         t.join()
+
+
+@pytest.mark.parametrize(("load", "idle"), [(0.0, 4), (0.9, 4), (1.6, 3), (2.4, 3), (3.0, 2), (9.0, 1)])
+def test_idle_cpus_is_the_cpus_less_others_load(monkeypatch, load, idle):
+    """The 1-minute load average counts this process too: others' load is the average less one."""
+    monkeypatch.setattr(parallel, "usable_cpus", lambda: 4)
+    monkeypatch.setattr(parallel.os, "getloadavg", lambda: (load, load, load))
+    assert parallel.idle_cpus() == idle

@@ -6,7 +6,10 @@ import json
 import subprocess
 import sys
 
+import pytest
 
+
+@pytest.mark.slow  # imports torch and ultralytics (~1.5 s): the fast tier stays under 60 s
 def test_metadata_versions_equal_the_imported_ones():
     """`library_versions()` gives what the imported libraries report (minus CUDA), so cached results still match."""
     from pfp_mlops.adapters import yolo
