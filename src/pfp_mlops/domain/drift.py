@@ -23,20 +23,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
-
-class _Box(Protocol):
-    class_id: int
-    confidence: float
-    x1: float
-    y1: float
-    x2: float
-    y2: float
+from pfp_mlops.domain.prediction_log import Box
 
 
 class _Image(Protocol):
+    """A logged prediction (prediction_log.LoggedPrediction) or anything with its size and boxes."""
+
     width: int
     height: int
-    boxes: Sequence[_Box]
+    boxes: Sequence[Box]
 
 
 _CONF_EDGES = np.linspace(0.0, 1.0, 21)
