@@ -7,15 +7,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-# The secret registry and the log set-up live below the CLI (the Python API uses them too); re-exported here.
-from pfp_mlops.logs import (  # noqa: F401
-    SECRET_VARS,
-    URL_VARS,
-    WHOLE_URL_VARS,
-    register_secrets,
-    scrub,
-    setup_logging,
-)
+from pfp_mlops.logs import scrub  # the secret registry and the log set-up: pfp_mlops/logs.py (the API's too)
 
 
 def print_json(payload: Any) -> None:

@@ -13,7 +13,8 @@ from typing import Any
 import typer
 
 from pfp_mlops.cli.errors import exit_code_for
-from pfp_mlops.cli.output import print_error, print_json, setup_logging
+from pfp_mlops.cli.output import print_error, print_json
+from pfp_mlops.logs import setup_logging
 
 
 class Invocation:
@@ -73,7 +74,7 @@ def run(
         code = exit_code_for(exc)
         message = getattr(exc, "message", None) or _internal_message(exc)
         if os.environ.get("PFP_DEBUG", "").lower() in ("1", "true", "yes"):
-            from pfp_mlops.cli.output import scrub
+            from pfp_mlops.logs import scrub
 
             sys.stderr.write(scrub(traceback.format_exc()))
         if json_out:

@@ -15,6 +15,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from pfp_mlops.services.ingest import parallel
 from pfp_mlops.services.ingest.model import Problems, SourceImage
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -97,8 +98,6 @@ def read_and_size(paths: Sequence[str]) -> list[tuple[str, int, int, str]]:
 def inspect_images(images: list[SourceImage], problems: Problems, *, min_side: int, workers: int = 0) -> None:
     """Hash and size every image in place; unreadable/truncated → errors, size mismatches, tiny images → reported.
     The reading and hashing run in `workers` processes for a large list (0: auto, see `parallel.workers_for`)."""
-    from pfp_mlops.services.ingest import parallel
-
     n = parallel.workers_for(len(images), workers)
     results = parallel.map_ranges(read_and_size, [img.path for img in images], n)
     for img, (sha, w, h, bad) in zip(images, results, strict=True):

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pfp_mlops.domain.errors import DataError
+from pfp_mlops.services.ingest import parallel
 from pfp_mlops.services.ingest.model import SourceImage
 
 CSV_NAME = "dataset_info.csv"
@@ -96,8 +97,6 @@ FALLBACK = ("hardlink", "symlink", "copy")
 def _write_files(tmp: str, images: list[SourceImage], mode: str, workers: int = 0) -> str:
     """The image links (or copies) and the label files; in `workers` processes for a large dataset. Returns the
     placement that was used, the last fallback any image needed (hardlink, then symlink, then copy)."""
-    from pfp_mlops.services.ingest import parallel
-
     dirs = set()
     for img in images:
         d = img.dest.rsplit("/", 1)[0] if "/" in img.dest else ""
