@@ -165,6 +165,38 @@ def alternate(fns: dict[str, Callable[[], float]], n: int, warmup: int = 1) -> d
     return out
 
 
+class ChildRuns(NamedTuple):
+    wall: dict[str, list[float]]  # per name, the timed runs (warm-up rounds left out), like alternate()'s result
+    cpu: dict[str, list[float]]
+    rss: dict[str, list[float]]
+    last: dict[str, subprocess.CompletedProcess]  # each name's last run: its output, for correctness checks
+
+
+def alternate_children(argvs: Mapping[str, Sequence[str]], n: int, *, env: dict[str, str], cwd: Path,
+                       warmup: int = 1, before: Callable[[], None] | None = None) -> ChildRuns:
+    """`alternate` over child processes: each command run n times in rotating order after `warmup` untimed rounds,
+    `before()` (untimed: e.g. removing the previous run's output) ahead of every run. Wall time, CPU time and peak
+    RSS of the timed runs; a child that exits non-zero raises (`measure`)."""
+    runs = ChildRuns({k: [] for k in argvs}, {k: [] for k in argvs}, {k: [] for k in argvs}, {})
+    calls = dict.fromkeys(argvs, 0)
+
+    def timed(name: str) -> Callable[[], float]:
+        def go() -> float:
+            if before is not None:
+                before()
+            m = measure(argvs[name], env=env, cwd=cwd)
+            runs.last[name] = m.proc
+            calls[name] += 1
+            if calls[name] > warmup:
+                runs.cpu[name].append(m.cpu)
+                runs.rss[name].append(m.rss_mib)
+            return m.wall
+        return go
+
+    runs.wall.update(alternate({k: timed(k) for k in argvs}, n, warmup=warmup))
+    return runs
+
+
 def median(xs: Sequence[float]) -> float:
     return float(statistics.median(xs))
 

@@ -28,11 +28,10 @@ import shutil
 import struct
 import subprocess
 import sys
-import tempfile
 import zlib
 from pathlib import Path
 
-from _common import BIN, REPO, alternate, measure, median, offline_env, repeats, row, scratch_dir, spread
+from _common import BIN, REPO, alternate_children, measure, median, offline_env, repeats, row, scratch, spread
 
 N_IMAGES = 100_000
 CLASSES = ["rock", "paper", "scissors"]
@@ -123,8 +122,7 @@ def generate(root: Path, n: int = N_IMAGES, seed: int = 0, size: int = 8) -> Pat
 def run() -> list[dict]:
     import time
 
-    tmp = Path(tempfile.mkdtemp(prefix="pfp-bench-ingest-", dir=scratch_dir()))
-    try:
+    with scratch("ingest", small_files=True) as tmp:
         t0 = time.perf_counter()
         export = generate(tmp / "export")
         gen_s = time.perf_counter() - t0
@@ -133,44 +131,21 @@ def run() -> list[dict]:
         cfg.write_text(json.dumps({"paths": {"data_dir": str(out)}, "data": {"classes": CLASSES},
                                    "train": {"imgsz": 32}}))
         env = offline_env(tmp / ".pfp")
-        script = tmp / "floor.py"
-        script.write_text(FLOOR)
-        wscript = tmp / "write_floor.py"
-        wscript.write_text(WRITE_FLOOR)
-        iscript = tmp / "io_floor.sh"
-        iscript.write_text(IO_FLOOR)
+        scripts = {"floor.py": FLOOR, "write_floor.py": WRITE_FLOOR, "io_floor.sh": IO_FLOOR}
+        for name, text in scripts.items():
+            (tmp / name).write_text(text)
         pfp_argv = [str(BIN / "pfp"), "ingest", str(export), "--config", str(cfg), "--json"]
-        first = measure(pfp_argv, env=env, cwd=tmp)  # untimed: the label files the I/O floor extracts
-        assert first.proc.returncode == 0, first.proc.stderr
+        measure(pfp_argv, env=env, cwd=tmp)  # untimed: the label files the I/O floor extracts
         labels_tar = tmp / "labels.tar"
         subprocess.run(["tar", "-cf", str(labels_tar), "-C", str(out), "labels"], check=True)
-        io_argv = ["sh", str(iscript), str(export), str(out), str(labels_tar)]
-        floor_argv = [sys.executable, str(script), str(export)]
-        write_argv = [sys.executable, str(wscript), str(export), str(out)]
-        names = ("pfp", "pfp_serial", "floor", "write_floor", "io_floor")
-        rss: dict[str, list[float]] = {n: [] for n in names}
-        cpu: dict[str, list[float]] = {n: [] for n in names}
-        report: dict = {}
-
-        def timed(name: str, argv: list[str]):
-            def go() -> float:
-                shutil.rmtree(out, ignore_errors=True)
-                m = measure(argv, env=env, cwd=tmp)
-                assert m.proc.returncode == 0, (name, m.proc.stderr)
-                rss[name].append(m.rss_mib)
-                cpu[name].append(m.cpu)
-                if name == "pfp":
-                    report.update(json.loads(m.proc.stdout)["result"])
-                return m.wall
-            return go
-
-        samples = alternate({"pfp": timed("pfp", pfp_argv),
-                             "pfp_serial": timed("pfp_serial", [*pfp_argv, "--workers", "1"]),
-                             "floor": timed("floor", floor_argv),
-                             "write_floor": timed("write_floor", write_argv),
-                             "io_floor": timed("io_floor", io_argv)}, repeats(3, 1), warmup=1)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        runs = alternate_children(
+            {"pfp": pfp_argv, "pfp_serial": [*pfp_argv, "--workers", "1"],
+             "floor": [sys.executable, str(tmp / "floor.py"), str(export)],
+             "write_floor": [sys.executable, str(tmp / "write_floor.py"), str(export), str(out)],
+             "io_floor": ["sh", str(tmp / "io_floor.sh"), str(export), str(out), str(labels_tar)]},
+            repeats(3, 1), env=env, cwd=tmp, before=lambda: shutil.rmtree(out, ignore_errors=True))
+    samples, cpu, rss = runs.wall, runs.cpu, runs.rss
+    report = json.loads(runs.last["pfp"].stdout)["result"]
     pfp_s, floor_s, io_s = median(samples["pfp"]), median(samples["floor"]), median(samples["io_floor"])
     note = (f"pfp {spread(samples['pfp'])}; floor (sha256 of every file) {spread(samples['floor'])}; "
             f"{report['counts']['images']} images, {report['counts']['boxes']} boxes, {report['link_mode']}; "

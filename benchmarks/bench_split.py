@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 import struct
 import sys
-import tempfile
 import zlib
 from pathlib import Path
 
-from _common import BIN, REPO, alternate, measure, median, offline_env, repeats, row, scratch_dir, spread
+from _common import BIN, REPO, alternate_children, median, offline_env, repeats, row, scratch, spread
 
 N_ITEMS = 100_000
 CLASSES = ["rock", "paper", "scissors"]
@@ -94,35 +92,20 @@ def config(path: Path, data_dir: Path, dataset_dir: Path) -> Path:
 def run() -> list[dict]:
     import time
 
-    tmp = Path(tempfile.mkdtemp(prefix="pfp-bench-split-", dir=scratch_dir()))
-    try:
+    with scratch("split", small_files=True) as tmp:
         t0 = time.perf_counter()
         data = tmp / "data"
         generate(data)
         gen_s = time.perf_counter() - t0
         cfg = config(tmp / "cfg.yaml", data, tmp / "dataset")
-        env = offline_env(tmp / ".pfp")
         script = tmp / "baseline.py"
         script.write_text(BASELINE)
-        pfp_argv = [str(BIN / "pfp"), "split", "--config", str(cfg)]
-        base_argv = [sys.executable, str(script), str(data), str(tmp / "baseline-out")]
-        rss: dict[str, list[float]] = {"pfp": [], "baseline": []}
-        cpu: dict[str, list[float]] = {"pfp": [], "baseline": []}
-
-        def timed(name: str, argv: list[str]):
-            def go() -> float:
-                m = measure(argv, env=env, cwd=tmp)
-                rss[name].append(m.rss_mib)
-                cpu[name].append(m.cpu)
-                return m.wall
-            return go
-
-        samples = alternate({"pfp": timed("pfp", pfp_argv), "baseline": timed("baseline", base_argv)},
-                            repeats(5, 2), warmup=1)
+        runs = alternate_children({"pfp": [str(BIN / "pfp"), "split", "--config", str(cfg)],
+                                   "baseline": [sys.executable, str(script), str(data), str(tmp / "baseline-out")]},
+                                  repeats(5, 2), env=offline_env(tmp / ".pfp"), cwd=tmp)
         manifest = json.loads((tmp / "dataset" / "split_manifest.json").read_text())
         counts = manifest["counts"]
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    samples, cpu, rss = runs.wall, runs.cpu, runs.rss
     pfp_s, base_s = median(samples["pfp"]), median(samples["baseline"])
     pfp_cpu, base_cpu = median(cpu["pfp"]), median(cpu["baseline"])
     return [
