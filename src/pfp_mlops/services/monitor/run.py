@@ -137,7 +137,7 @@ def run_monitor(ctx: Context, *, window: str | None = None, since: float | None 
                 st.save(ctx.home, state)
                 result.windows.append(summary)
                 result.alerts += decide.window_alerts(ctx, summary)
-            if result.windows and any(w["version"] == version for w in result.windows):
+            if any(w["version"] == version for w in result.windows):
                 decide.draw_series(ctx, store, run_id, version, vs)
         result.rollback, result.serving = decide.act(ctx, state, result, history, serve_url=serve_url)
         st.save(ctx.home, state)
@@ -242,7 +242,7 @@ def _compute(ctx: Context, store: Any, run_id: str, vs: dict[str, Any], version:
     metrics = {**perf.metrics(), "predictions": float(len(preds)), "fail_streak": float(fails),
                "inconclusive_streak": float(incs), "drift_alerts": float(len(drift_alerts)),
                "verdict_code": {"pass": 0.0, "inconclusive": 1.0, "fail": 2.0}[verdict],
-               "empty_rate": preds and sum(not p.boxes for p in preds) / len(preds) or 0.0}
+               "empty_rate": sum(not p.boxes for p in preds) / len(preds) if preds else 0.0}
     metrics.update({f"drift.{s.name}": s.score for s in signals if s.score is not None})
     details = {**summary, "signals": [s.to_dict() for s in signals], "performance": perf.__dict__,
                "reference": None if ref is None else {k: ref[k] for k in ("n_images", "split_fingerprint",
