@@ -76,3 +76,84 @@ def test_idle_cpus_is_the_cpus_less_others_load(monkeypatch, load, idle):
     monkeypatch.setattr(parallel, "usable_cpus", lambda: 4)
     monkeypatch.setattr(parallel.os, "getloadavg", lambda: (load, load, load))
     assert parallel.idle_cpus() == idle
+
+
+# --- the serial speed-ups beside the workers: folder listings, label rows, the garbage collector --------------------
+
+def test_find_file_uses_folder_listings_and_falls_back_to_lstat(tmp_path, monkeypatch):
+    """A name is found through its folder's listing (`..` segments included); a symlinked file is resolved and
+    checked like any other; an escape through a symlink is refused; a missing name is None; a name no listing
+    holds (a case-insensitive file system spells it otherwise: here, listings made empty) is still found by lstat,
+    symlinks resolved the same way."""
+    from pfp_mlops.domain.errors import DataError
+    from pfp_mlops.services.ingest.model import Root
+
+    (tmp_path / "a" / "sub").mkdir(parents=True)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "sub" / "x.png").write_bytes(b"x")
+    (tmp_path / "b" / "y.png").write_bytes(b"y")
+    (tmp_path / "b" / "link.png").symlink_to(tmp_path / "a" / "sub" / "x.png")
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.png"
+    outside.write_bytes(b"o")
+    (tmp_path / "b" / "escape.png").symlink_to(outside)
+    root = Root(str(tmp_path))
+    cands = [str(tmp_path / "a"), str(tmp_path / "b")]
+    real = os.path.realpath
+    assert root.find_file(cands, "sub/x.png", "t") == (str(tmp_path / "a" / "sub" / "x.png"),
+                                                       real(tmp_path / "a" / "sub" / "x.png"))
+    assert root.find_file(cands, "y.png", "t") == (str(tmp_path / "b" / "y.png"), real(tmp_path / "b" / "y.png"))
+    assert root.find_file(cands, "link.png", "t")[1] == real(tmp_path / "a" / "sub" / "x.png")
+    assert root.find_file(cands, "../a/sub/x.png", "t")[1] == real(tmp_path / "a" / "sub" / "x.png")
+    assert root.find_file(cands, "missing.png", "t") is None
+    with pytest.raises(DataError, match="escapes the source root"):
+        root.find_file(cands, "escape.png", "t")
+    from pfp_mlops.services.ingest import model
+
+    monkeypatch.setattr(model, "_listing", lambda folder: {})
+    fresh = Root(str(tmp_path))
+    assert fresh.find_file(cands, "y.png", "t") == (str(tmp_path / "b" / "y.png"), real(tmp_path / "b" / "y.png"))
+    assert fresh.find_file(cands, "link.png", "t")[1] == real(tmp_path / "a" / "sub" / "x.png")
+    assert fresh.find_file(cands, "missing.png", "t") is None
+    with pytest.raises(DataError, match="escapes the source root"):
+        fresh.find_file(cands, "escape.png", "t")
+
+
+def test_format_rows_is_format_row_per_line():
+    from pfp_mlops.domain.labels import format_row, format_rows
+
+    boxes = [(0, 0.5, 0.25, 0.1, 0.2), (12, 1e-7, 0.9999995, 0.12345649999, 1.0)]
+    assert format_rows(boxes) == "".join(format_row(*b) + "\n" for b in boxes)
+    assert format_rows([]) == ""
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_an_ingest_leaves_the_garbage_collector_as_it_found_it(tmp_path, enabled):
+    """run_ingest switches the cyclic GC off while it runs (and only then), on success and on error alike."""
+    import gc
+
+    from pfp_mlops.domain.errors import DataError
+    from pfp_mlops.services.ingest import run_ingest, service
+    from pfp_mlops.settings import PipelineConfig
+
+    seen = []
+    real = service.read_source
+
+    def spy(*a, **k):
+        seen.append(gc.isenabled())
+        return real(*a, **k)
+
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        src = tmp_path / "src"
+        (src / "images").mkdir(parents=True)
+        service.read_source = spy
+        with pytest.raises(DataError):
+            run_ingest(PipelineConfig(), src, out=tmp_path / "data")  # no images: refused after reading
+        assert seen == [False] and gc.isenabled() is enabled
+        with pytest.raises(DataError):
+            run_ingest(PipelineConfig(), tmp_path / "missing", out=tmp_path / "data")
+        assert gc.isenabled() is enabled
+    finally:
+        service.read_source = real
+        (gc.enable if was else gc.disable)()

@@ -116,8 +116,8 @@ class Root:
 
         Each folder is listed once (os.scandir, cached) and names are looked up in the listing: one system call per
         folder instead of one lstat per image. A name the listings do not hold gets the lstat (a case-insensitive
-        file system, a name with `..` in it). A symlinked file is resolved (and checked) on its own; a folder's
-        real path is cached.
+        file system, where the listing spells the name otherwise). A symlinked file is resolved (and checked) on its
+        own; a folder's real path is cached.
         """
         last = self._last_hit if self._last_hit < len(candidates) else 0
         sep = "" if name.startswith(os.sep) else os.sep  # os.path.join semantics, without its cost
